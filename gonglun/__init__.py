@@ -1,0 +1,3 @@
+"""Gonglun: the money and trust side of a collectibles marketplace, as a hook platform."""
+
+__version__ = "0.1.0"

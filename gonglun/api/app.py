@@ -1,0 +1,81 @@
+"""The Falcon ASGI application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+import falcon.asgi
+from prometheus_client import CollectorRegistry
+
+from gonglun.api.middleware import Authentication, Metrics, RequestContext
+from gonglun.api.routes import Route
+from gonglun.config import Config
+from gonglun.errors import GonglunError
+
+log = logging.getLogger("gonglun.api")
+
+HTTP_ERRORS = {
+    400: ("request.invalid", "请求无效"),
+    401: ("auth.required", "请先登录"),
+    403: ("auth.forbidden", "非法请求"),
+    404: ("route.not_found", "接口不存在"),
+    405: ("route.method_not_allowed", "不支持的请求方法"),
+    413: ("request.too_large", "请求体过大"),
+    415: ("request.unsupported_media_type", "不支持的内容类型"),
+}
+
+
+async def _domain_error(req: Any, resp: Any, ex: GonglunError, params: Any) -> None:
+    resp.status = ex.status
+    resp.media = ex.to_dict()
+    for name, value in ex.headers.items():
+        resp.set_header(name, value)
+
+
+async def _http_error(req: Any, resp: Any, ex: falcon.HTTPError, params: Any) -> None:
+    status = ex.status_code
+    error, msg = HTTP_ERRORS.get(status, (f"http.{status}", ex.title or "请求失败"))
+    resp.status = status
+    resp.media = {"code": status, "error": error, "msg": msg}
+    for name, value in (ex.headers or {}).items():
+        resp.set_header(name, value)
+
+
+async def _unexpected(req: Any, resp: Any, ex: Exception, params: Any) -> None:
+    rid = getattr(req.context, "request_id", "")
+    log.exception("unhandled error in %s %s (request %s)", req.method, req.path, rid)
+    resp.status = 500
+    resp.media = {"code": 500, "error": "server.error", "msg": f"服务器内部错误 (请求 {rid})"}
+
+
+def create_app(config: Config | None = None, *, rt: Any = None) -> falcon.asgi.App:
+    """Build the API for ``config`` (or an existing runtime ``rt``).
+
+    Routes come from every enabled plugin through the ``register_routes`` filter; the core
+    plugin supplies health, metrics, sessions, me, ledger, websocket and OpenAPI.
+    """
+    if rt is None:
+        from gonglun.runtime import Runtime
+
+        rt = Runtime(config)
+    metrics = getattr(rt, "api_metrics", None)
+    if metrics is None:
+        rt.metrics_registry = CollectorRegistry()
+        metrics = rt.api_metrics = Metrics(rt.metrics_registry)
+    app = falcon.asgi.App(middleware=[RequestContext(), Authentication(rt), metrics])
+    app.req_options.strip_url_path_trailing_slash = True
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(GonglunError, _domain_error)
+    routes: list[Route] = rt.hooks.apply_filters("register_routes", [])
+    for route in routes:
+        kwargs = {"suffix": route.suffix} if route.suffix else {}
+        app.add_route(route.path, route.resource, **kwargs)
+    rt.api_routes = routes
+    app.rt = rt  # type: ignore[attr-defined]
+    from gonglun.embedded import attach_embedded
+
+    attach_embedded(app, rt)
+    return app

@@ -1,0 +1,311 @@
+"""The ``gonglun`` command line (API.md): serve, worker, scheduler, migrate, users, plugins,
+hooks, audit, sandbox, plus whatever plugins add through ``register_commands``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gonglun.config import Config, ConfigError
+from gonglun.errors import GonglunError
+from gonglun.hooks import SPECS, PluginError
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``add_arguments(parser)`` then ``run(rt, args) -> exit code``."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Any, argparse.Namespace], int]
+
+
+def _runtime(config: Config) -> Any:
+    from gonglun.runtime import Runtime
+
+    return Runtime(config)
+
+
+def _ensure_schema(rt: Any) -> None:
+    """The embedded default migrates itself; a production database is migrated on purpose."""
+    if rt.config.embedded and rt.db.dialect == "sqlite":
+        from gonglun.migrate import upgrade
+
+        upgrade(rt)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_serve(rt: Any, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gonglun.api import create_app
+
+    host = args.host or rt.config.get("server.host", "127.0.0.1")
+    port = int(args.port or rt.config.get("server.port", 8000))
+    _ensure_schema(rt)
+    app = create_app(rt=rt)
+    uvicorn.run(app, host=host, port=port, ws="websockets", lifespan="on",
+                log_level=args.log_level)
+    return 0
+
+
+def cmd_worker(rt: Any, args: argparse.Namespace) -> int:
+    import dramatiq
+
+    threads = args.threads or int(rt.config.get("broker.worker_threads", 4))
+    if args.processes > 1:
+        import multiprocessing
+
+        procs = [
+            multiprocessing.Process(target=_worker_process, args=(rt.config.data, threads))
+            for _ in range(args.processes)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        return 0
+    worker = dramatiq.Worker(rt.broker, worker_threads=threads)
+    worker.start()
+    rt.outbox.sweep()
+    logging.getLogger("gonglun").info("worker started: %d threads, actors %s", threads,
+                                      ", ".join(rt.actor_names))
+    _wait_for_signal()
+    worker.stop()
+    return 0
+
+
+def _worker_process(config_data: dict[str, Any], threads: int) -> None:
+    import dramatiq
+
+    rt = _runtime(Config(config_data))
+    worker = dramatiq.Worker(rt.broker, worker_threads=threads)
+    worker.start()
+    _wait_for_signal()
+    worker.stop()
+
+
+def cmd_scheduler(rt: Any, args: argparse.Namespace) -> int:
+    from gonglun.scheduler import Scheduler
+
+    scheduler = Scheduler(rt)
+    thread = scheduler.start_thread()
+    _wait_for_signal()
+    scheduler.stop()
+    thread.join(timeout=5)
+    return 0
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1):
+        pass
+
+
+def cmd_migrate(rt: Any, args: argparse.Namespace) -> int:
+    from gonglun.migrate import current, upgrade
+
+    upgrade(rt, args.target)
+    print(json.dumps({"database": rt.db.dialect, "heads": current(rt)}))
+    return 0
+
+
+def cmd_users_add(rt: Any, args: argparse.Namespace) -> int:
+    from gonglun.accounts import create_user, issue_token
+
+    _ensure_schema(rt)
+    with rt.db.write() as session:
+        user = create_user(session, args.login, args.password, role=args.role,
+                           nickname=args.nickname)
+        token = issue_token(session, user.id, label="cli")
+        out = {"id": user.id, "login": user.login, "role": user.role, "token": token}
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+def cmd_plugins_list(rt: Any, args: argparse.Namespace) -> int:
+    infos = [
+        {"name": i.name, "source": i.source, "enabled": i.enabled, "requires": list(i.requires)}
+        for i in rt.pm.plugin_infos()
+    ]
+    if args.json:
+        print(json.dumps(infos, ensure_ascii=False, indent=2))
+    else:
+        for i in infos:
+            state = "enabled " if i["enabled"] else "disabled"
+            print(f"{i['name']:<16} {state} {i['source']}")
+    return 0
+
+
+def hooks_table(rt: Any) -> list[dict[str, Any]]:
+    out = []
+    for name, info in SPECS.items():
+        impls = [
+            {"plugin": i.plugin, "function": f"{i.function.__module__}.{i.function.__qualname__}",
+             "priority": i.priority}
+            for i in rt.pm.impls(name)
+        ]
+        out.append({"name": name, "kind": info.kind, "deferred": info.deferred,
+                    "doc": info.doc, "implementations": impls})
+    return out
+
+
+def cmd_hooks_list(rt: Any, args: argparse.Namespace) -> int:
+    table = hooks_table(rt)
+    if args.json:
+        print(json.dumps(table, ensure_ascii=False, indent=2))
+        return 0
+    for hook in table:
+        flag = " deferred" if hook["deferred"] else ""
+        print(f"{hook['name']} ({hook['kind']}{flag})")
+        for impl in hook["implementations"]:
+            print(f"    {impl['priority']:>4}  {impl['plugin']}  {impl['function']}")
+    return 0
+
+
+def cmd_audit(rt: Any, args: argparse.Namespace) -> int:
+    from gonglun.ledger import run_audit
+
+    _ensure_schema(rt)
+    problems = run_audit(rt)
+    if args.json:
+        print(json.dumps({"ok": not problems, "problems": problems}, ensure_ascii=False))
+    elif problems:
+        print(f"audit: {len(problems)} problem(s)")
+        for p in problems:
+            print(f"  - {p}")
+    else:
+        print("audit: ok")
+    return 1 if problems else 0
+
+
+def cmd_outbox(rt: Any, args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from gonglun.hooks.deferred import OutboxEvent
+
+    if args.sweep:
+        print(json.dumps({"sent": rt.outbox.sweep()}))
+        return 0
+    with rt.db.read() as session:
+        rows = session.execute(
+            select(OutboxEvent.hook, OutboxEvent.state, func.count()).group_by(
+                OutboxEvent.hook, OutboxEvent.state)
+        ).all()
+    print(json.dumps([{"hook": h, "state": s, "count": c} for h, s, c in rows]))
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def core_commands() -> list[Command]:
+    def serve_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+        p.add_argument("--log-level", default="info")
+
+    def worker_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--processes", type=int, default=1)
+        p.add_argument("--threads", type=int)
+
+    def migrate_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("target", nargs="?", default="heads")
+
+    def json_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true")
+
+    def outbox_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--sweep", action="store_true", help="re-send pending events now")
+
+    return [
+        Command("serve", "serve the REST API (and, embedded, everything else)", serve_args,
+                cmd_serve),
+        Command("worker", "run Dramatiq workers for deferred hooks and jobs", worker_args,
+                cmd_worker),
+        Command("scheduler", "enqueue periodic jobs", lambda p: None, cmd_scheduler),
+        Command("migrate", "apply database migrations", migrate_args, cmd_migrate),
+        Command("audit", "check the money invariants; exit 1 on a mismatch", json_flag,
+                cmd_audit),
+        Command("outbox", "deferred-hook outbox counts, or --sweep", outbox_args, cmd_outbox),
+    ]
+
+
+def build_parser(rt: Any) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gonglun", description=__doc__)
+    parser.add_argument("--config", help="TOML file (default $GONGLUN_CONFIG or ./gonglun.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = rt.hooks.apply_filters("register_commands", core_commands())
+    for command in commands:
+        p = sub.add_parser(command.name, help=command.help)
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True)
+    add = users.add_parser("add", help="create a user and print a token")
+    add.add_argument("login")
+    add.add_argument("--password", required=True)
+    add.add_argument("--role", default="user", choices=["user", "admin", "superadmin"])
+    add.add_argument("--nickname")
+    add.set_defaults(run=cmd_users_add)
+
+    for name, fn, helptext in (
+        ("plugins", cmd_plugins_list, "every plugin: name, source, enabled"),
+        ("hooks", cmd_hooks_list, "every hook: kind, deferred, implementations in call order"),
+    ):
+        group = sub.add_parser(name, help=helptext).add_subparsers(dest="sub", required=True)
+        lst = group.add_parser("list", help=helptext)
+        lst.add_argument("--json", action="store_true")
+        lst.set_defaults(run=fn)
+
+    try:
+        from gonglun.sandbox.cli import add_parser as add_sandbox
+    except ImportError:
+        pass
+    else:
+        add_sandbox(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config_path = None
+    if "--config" in argv:
+        i = argv.index("--config")
+        config_path = argv[i + 1] if i + 1 < len(argv) else None
+    try:
+        config = Config.load(config_path)
+        rt = _runtime(config)
+    except (ConfigError, PluginError) as exc:
+        print(f"gonglun: {exc}", file=sys.stderr)
+        return 2
+    parser = build_parser(rt)
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "command", None) == "sandbox":
+            from gonglun.sandbox.cli import run as run_sandbox
+
+            return int(run_sandbox(args) or 0)
+        return int(args.run(rt, args) or 0)
+    except GonglunError as exc:
+        print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)
+        return 1
+    finally:
+        rt.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""The core plugin: the platform's own routes and health checks. Essential: cannot be disabled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gonglun.hooks import hookimpl
+
+
+@hookimpl(priority=0)
+def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
+    from gonglun.api import core_resources as r
+    from gonglun.api.routes import Route
+
+    return [
+        *routes,
+        Route("/v1/health", r.Health(rt), tags=("core",)),
+        Route("/metrics", r.Metrics(rt), tags=("core",)),
+        Route("/v1/openapi.json", r.OpenAPI(rt), tags=("core",)),
+        Route("/v1/sessions", r.Sessions(rt), tags=("auth",), schemas={"post": r.login_schema()}),
+        Route("/v1/me", r.Me(rt), tags=("auth",)),
+        Route("/v1/me/ledger", r.MeLedger(rt), tags=("balance",)),
+        Route("/v1/ws", r.Push(rt), tags=("push",)),
+    ]
+
+
+@hookimpl(priority=0)
+def health(rt: Any, checks: dict[str, Any]) -> dict[str, Any]:
+    from gonglun.api.core_resources import health_checks
+
+    return health_checks(rt, checks)

@@ -1,0 +1,81 @@
+"""The embedded default: everything one ``gonglun serve`` process needs, with no services.
+
+With no broker configured, the serving process also applies migrations, runs a Dramatiq worker
+and the scheduler in threads (against the in-process Redis equivalent), and mounts the gateway
+sandbox so the channels have somewhere real to talk to. In production none of this runs here:
+``gonglun worker`` and ``gonglun scheduler`` are their own processes and no sandbox route exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def sandbox_dir(rt: Any) -> Path:
+    configured = rt.config.get("sandbox.dir")
+    return Path(configured) if configured else rt.config.data_dir / "sandbox"
+
+
+def sandbox_enabled(rt: Any) -> bool:
+    return bool(rt.config.get("sandbox.enabled", True)) and rt.config.embedded
+
+
+def attach_embedded(app: Any, rt: Any) -> None:
+    """Mount the sandbox and add the lifespan middleware running the in-process services."""
+    if sandbox_enabled(rt):
+        try:
+            from gonglun.sandbox import Sandbox
+            from gonglun.sandbox.keys import init_keyset, load_keyset
+        except ImportError:  # the sandbox package is optional in a stripped install
+            log.warning("gateway sandbox not installed; channels have no gateway")
+        else:
+            directory = sandbox_dir(rt)
+            if not (directory / "sandbox.json").exists():
+                init_keyset(directory)
+            state = rt.config.get("sandbox.state_path") or None
+            rt.sandbox = Sandbox(load_keyset(directory), state_path=state)
+            rt.sandbox.add_routes(app)
+    if rt.config.embedded and rt.config.get("server.embedded_services", True):
+        app.add_middleware(EmbeddedServices(rt))
+
+
+class EmbeddedServices:
+    """ASGI lifespan: migrations, worker and scheduler threads, sandbox notifier."""
+
+    def __init__(self, rt: Any):
+        self.rt = rt
+        self.worker: Any = None
+        self.scheduler: Any = None
+
+    async def process_startup(self, scope: Any, event: Any) -> None:
+        import dramatiq
+
+        from gonglun.api.util import run_sync
+        from gonglun.migrate import upgrade
+        from gonglun.scheduler import Scheduler
+
+        await run_sync(upgrade, self.rt)
+        threads = int(self.rt.config.get("broker.worker_threads", 4))
+        self.worker = dramatiq.Worker(self.rt.broker, worker_threads=threads)
+        self.worker.start()
+        self.scheduler = Scheduler(self.rt)
+        self.scheduler.start_thread()
+        await run_sync(self.rt.outbox.sweep)
+        sandbox = getattr(self.rt, "sandbox", None)
+        if sandbox is not None:
+            await sandbox.start()
+        log.info("embedded services started: worker (%d threads), scheduler%s", threads,
+                 ", gateway sandbox" if sandbox is not None else "")
+
+    async def process_shutdown(self, scope: Any, event: Any) -> None:
+        sandbox = getattr(self.rt, "sandbox", None)
+        if sandbox is not None:
+            await sandbox.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.worker is not None:
+            self.worker.stop()

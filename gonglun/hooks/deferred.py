@@ -1,0 +1,220 @@
+"""Deferred hooks through a transactional outbox.
+
+``Hooks.defer(session, "payment_success", key=..., payment=...)`` inserts an outbox row in the
+caller's transaction; nothing reaches the broker unless that transaction commits. After commit
+the relay sends the row's key to the ``gonglun.deferred`` actor. If the broker is down at that
+moment the row simply stays pending: the sweeper (a periodic job, also run at worker start)
+re-sends every pending row whose ``next_attempt_at`` has passed. Delivery is therefore
+at-least-once, and the consumer makes it effectively once:
+
+* a row is claimed with a conditional UPDATE and a lease, so two deliveries never run it at the
+  same time (a worker that dies lets the lease expire and the sweeper re-sends);
+* each implementation's completion is recorded in ``outbox_done`` (unique on row and plugin),
+  so a retry after a partial failure runs only the implementations that have not completed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from gonglun.db import Base, UTCDateTime, insert_ignore, utcnow
+
+log = logging.getLogger(__name__)
+
+ACTOR = "gonglun.deferred"
+SESSION_KEYS = "gonglun_outbox_keys"
+
+
+class OutboxEvent(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    key: Mapped[str] = mapped_column(String(191), unique=True)
+    hook: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class OutboxDone(Base):
+    """One row per (event, implementation) that completed: the consumer's idempotency record."""
+
+    __tablename__ = "outbox_done"
+    __table_args__ = (UniqueConstraint("outbox_id", "impl"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    outbox_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    impl: Mapped[str] = mapped_column(String(191))
+    done_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Outbox:
+    """Writes, relays, sweeps and consumes deferred hook calls for one runtime."""
+
+    def __init__(self, rt: Any):
+        self.rt = rt
+        self.grace = dt.timedelta(seconds=float(rt.config.get("outbox.sweep_s", 5)) * 2)
+        self.lease = dt.timedelta(seconds=float(rt.config.get("outbox.lease_s", 60)))
+        self.max_attempts = int(rt.config.get("outbox.max_retries", 20))
+
+    # -- producer side ---------------------------------------------------------------------
+
+    def defer(self, session: Session, hook: str, *, key: str | None, kwargs: dict[str, Any]) -> str:
+        """Insert the call in ``session``'s transaction; a repeated ``key`` is a no-op."""
+        key = key or f"{hook}:{uuid.uuid4().hex}"
+        now = utcnow()
+        payload = json.dumps(kwargs, ensure_ascii=False, separators=(",", ":"), default=_json)
+        inserted = insert_ignore(
+            session,
+            OutboxEvent.__table__,
+            {
+                "key": key,
+                "hook": hook,
+                "payload": payload,
+                "state": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now + self.grace,
+            },
+        )
+        if inserted:
+            session.info.setdefault(SESSION_KEYS, []).append(key)
+        return key
+
+    def after_commit(self, session: Session) -> None:
+        """Session hook: hand the committed keys to the broker; failures wait for the sweeper."""
+        keys = session.info.pop(SESSION_KEYS, None)
+        if keys:
+            self.send(keys)
+
+    def after_rollback(self, session: Session) -> None:
+        session.info.pop(SESSION_KEYS, None)
+
+    def send(self, keys: list[str]) -> int:
+        sent = 0
+        try:
+            actor = self.rt.actor(ACTOR)
+            for key in keys:
+                actor.send(key)
+                sent += 1
+        except Exception:
+            log.warning("outbox relay: broker unavailable, %d event(s) left to the sweeper",
+                        len(keys) - sent, exc_info=True)
+        return sent
+
+    def sweep(self, limit: int = 500) -> int:
+        """Re-send pending events whose time has come; returns how many were sent."""
+        now = utcnow()
+        with self.rt.db.write() as session:
+            rows = session.execute(
+                select(OutboxEvent.id, OutboxEvent.key, OutboxEvent.attempts)
+                .where(OutboxEvent.state == "pending", OutboxEvent.next_attempt_at <= now)
+                .order_by(OutboxEvent.id)
+                .limit(limit)
+            ).all()
+            for row in rows:
+                backoff = min(3600, 5 * 2 ** min(row.attempts, 10))
+                session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.id == row.id, OutboxEvent.state == "pending")
+                    .values(next_attempt_at=now + dt.timedelta(seconds=backoff))
+                )
+        return self.send([r.key for r in rows]) if rows else 0
+
+    # -- consumer side ---------------------------------------------------------------------
+
+    def consume(self, key: str) -> str:
+        """Run one deferred call. Returns done, skipped or missing; raises to ask for a retry."""
+        now = utcnow()
+        with self.rt.db.write() as session:
+            claimed = session.execute(
+                update(OutboxEvent)
+                .where(
+                    OutboxEvent.key == key,
+                    OutboxEvent.state == "pending",
+                    (OutboxEvent.claimed_until.is_(None)) | (OutboxEvent.claimed_until < now),
+                )
+                .values(claimed_until=now + self.lease, attempts=OutboxEvent.attempts + 1)
+            ).rowcount
+            row = session.execute(select(OutboxEvent).where(OutboxEvent.key == key)).scalar()
+            if row is None:
+                return "missing"
+            if not claimed:
+                return "skipped"
+            done = set(
+                session.scalars(select(OutboxDone.impl).where(OutboxDone.outbox_id == row.id))
+            )
+        kwargs = json.loads(row.payload)
+        failures: list[str] = []
+        for impl in self.rt.hooks.implementations(row.hook):
+            if impl.plugin in done:
+                continue
+            try:
+                self.rt.hooks.call_one(row.hook, impl, kwargs)
+            except Exception as exc:
+                log.exception("deferred %s (%s): %s failed", row.hook, key, impl.plugin)
+                failures.append(f"{impl.plugin}: {type(exc).__name__}: {exc}")
+                continue
+            with self.rt.db.write() as session:
+                insert_ignore(
+                    session,
+                    OutboxDone.__table__,
+                    {"outbox_id": row.id, "impl": impl.plugin, "done_at": utcnow()},
+                )
+        with self.rt.db.write() as session:
+            if not failures:
+                session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.id == row.id, OutboxEvent.state == "pending")
+                    .values(state="done", done_at=utcnow(), claimed_until=None, last_error=None)
+                )
+                return "done"
+            gave_up = row.attempts >= self.max_attempts
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id == row.id, OutboxEvent.state == "pending")
+                .values(
+                    state="failed" if gave_up else "pending",
+                    claimed_until=None,
+                    last_error="\n".join(failures)[:4000],
+                )
+            )
+        if gave_up:
+            log.error("deferred %s (%s) failed %d times; left as failed", row.hook, key,
+                      row.attempts)
+            return "failed"
+        raise DeferredFailure(f"{row.hook} ({key}): " + "; ".join(failures))
+
+
+class DeferredFailure(RuntimeError):
+    """Some implementations of a deferred hook failed; the message is retried."""
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"deferred hook arguments must be JSON primitives, not {type(value).__name__}")

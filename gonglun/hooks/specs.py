@@ -1,0 +1,301 @@
+"""Every hook of Gonglun, in one flat module.
+
+Three kinds (see ``markers.py``): **actions** run every implementation and isolate failures;
+**filters** thread their first argument through the implementations and return it; **decisions**
+stop at the first non-None answer. Every hook receives ``rt`` (the Runtime: config, database,
+Redis, hooks) injected by the runner; implementations take any subset of the arguments, so new
+arguments never break old plugins. Deferred actions carry only ids and JSON primitives: they are
+written to the outbox inside the business transaction and run on a worker after commit.
+
+Catalog mapping (spec/requirements.md): CORE-02 payment_success, CORE-03 payment_created and
+payment_guard, CORE-04 channel_pay, CORE-05 channel_query, CORE-06 payment_closed, CORE-07
+channel_close, CORE-08 channel_config, CORE-09/10 refund_guard and channel_refund, CORE-11
+refund_ok, CORE-12 refund_abnormal, CORE-13 channel_refund_query, CORE-14 balance_changed,
+CORE-15 identify_close, CORE-16 face_guard, CORE-17 face_ok, CORE-18 account_reset, CORE-19/20
+binding_changed, CORE-21 notify, CORE-24 order_access, CORE-25 user_login, user_registered,
+sms_code_check, CORE-27 client_event. CORE-01 (the result envelope), CORE-22 (cached queries),
+CORE-23 (locks) and CORE-26 (helpers) are core services, not hooks.
+"""
+
+# ruff: noqa: ARG001
+from __future__ import annotations
+
+from typing import Any
+
+from gonglun.hooks.markers import action, decision, filter
+
+# ---------------------------------------------------------------------------------------------
+# Registration: called while the runtime starts. Filters, so a broken plugin fails loudly.
+# ---------------------------------------------------------------------------------------------
+
+
+@filter
+def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
+    """Add REST routes: append ``gonglun.api.Route(path, resource)`` items; return the list."""
+
+
+@filter
+def register_actors(rt: Any, actors: list[Any]) -> list[Any]:
+    """Add Dramatiq actors: append ``gonglun.tasks.ActorSpec`` items; return the list."""
+
+
+@filter
+def register_periodic_jobs(rt: Any, jobs: list[Any]) -> list[Any]:
+    """Add timers: append ``gonglun.tasks.PeriodicJob(name, every_s, actor)``; return the list."""
+
+
+@filter
+def register_payment_scenes(rt: Any, scenes: dict[str, Any]) -> dict[str, Any]:
+    """Add or adjust payment scenes (key → settings, DECISIONS.md 6); return the mapping."""
+
+
+@filter
+def register_notification_scenes(rt: Any, scenes: dict[str, Any]) -> dict[str, Any]:
+    """Add notification scenes (key → channels, templates, daily caps); return the mapping."""
+
+
+@filter
+def register_commands(rt: Any, commands: list[Any]) -> list[Any]:
+    """Add CLI commands: append ``gonglun.cli.Command(name, help, add_arguments, run)``."""
+
+
+@filter
+def register_migrations(rt: Any, locations: list[str]) -> list[str]:
+    """Add Alembic version directories holding the plugin's own migrations; return the list."""
+
+
+@filter
+def register_models(rt: Any, modules: list[str]) -> list[str]:
+    """Add module paths whose import declares the plugin's SQLAlchemy models."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Payments (PAY, DROP)
+# ---------------------------------------------------------------------------------------------
+
+
+@filter
+def payment_guard(
+    rt: Any, errors: list[Any], session: Any, user: Any, scene: str, amount: int, method: str
+) -> list[Any]:
+    """Before an order is created (CORE-03): append ``GonglunError`` items to refuse it."""
+
+
+@action(deferred=True)
+def payment_created(rt: Any, payment: dict[str, Any]) -> None:
+    """After an order is committed (CORE-03). ``payment`` is the row as JSON primitives."""
+
+
+@action(deferred=True)
+def payment_success(rt: Any, payment: dict[str, Any]) -> None:
+    """Once per order, after a verified notification or channel query marked it paid (CORE-02).
+
+    The scene's handler (``recharge_money`` → balance credit...) implements this hook and must be
+    idempotent (ledger postings carry the key ``payment:<id>``).
+    """
+
+
+@action(deferred=True)
+def payment_closed(rt: Any, payment: dict[str, Any], reason: str) -> None:
+    """After an unpaid order was closed: ``reason`` is timeout, buyer, seller or admin (CORE-06)."""
+
+
+@action(deferred=True)
+def payment_late(rt: Any, payment: dict[str, Any], resolution: str) -> None:
+    """A verified payment arrived for an order closed locally (DECISIONS.md 7): review or refund."""
+
+
+@filter
+def order_access(rt: Any, allow: bool, viewer: Any, payment: dict[str, Any]) -> bool:
+    """May ``viewer`` see ``payment``? Owner, admins and the whitelist by default (CORE-24)."""
+
+
+@filter
+def payment_detail(
+    rt: Any, detail: dict[str, Any], payment: dict[str, Any], viewer: Any
+) -> dict[str, Any]:
+    """Shape the bill-page data of one payment for ``viewer`` (PAY-2x); return the dict."""
+
+
+@decision
+def channel_config(rt: Any, method: str) -> Any:
+    """SDK settings of the channel ``method`` (alipay, wxpay...), or None if unknown (CORE-08)."""
+
+
+@decision
+def channel_pay(rt: Any, payment: dict[str, Any], channel: str, extra: dict[str, Any]) -> Any:
+    """Pay parameters for the client from the channel owning ``payment['method']`` (CORE-04)."""
+
+
+@decision
+def channel_query(rt: Any, payment: dict[str, Any]) -> Any:
+    """The channel's view of the order (state, paid amount, trade number) (CORE-05)."""
+
+
+@decision
+def channel_close(rt: Any, payment: dict[str, Any]) -> Any:
+    """Close the order at the channel; answer a result dict (CORE-07)."""
+
+
+@decision
+def channel_verify_notify(rt: Any, method: str, headers: dict[str, str], body: bytes) -> Any:
+    """Verify and decode a channel notification; None when ``method`` is not yours."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Refunds (REF)
+# ---------------------------------------------------------------------------------------------
+
+
+@filter
+def refund_guard(
+    rt: Any, errors: list[Any], session: Any, payment: dict[str, Any], request: dict[str, Any]
+) -> list[Any]:
+    """Extra checks before a refund (CORE-10); append ``GonglunError`` items to refuse it."""
+
+
+@decision
+def channel_refund(rt: Any, payment: dict[str, Any], refund: dict[str, Any]) -> Any:
+    """Ask the channel to refund; answer the outcome (SUCCESS, PROCESSING, ABNORMAL...)."""
+
+
+@decision
+def channel_refund_query(rt: Any, payment: dict[str, Any]) -> Any:
+    """The channel's view of the payment's refund (CORE-13)."""
+
+
+@decision
+def refund_reverse(
+    rt: Any, session: Any, payment: dict[str, Any], refund: dict[str, Any]
+) -> Any:
+    """Undo the scene's effect inside the refund transaction (DECISIONS.md 9); answer a result."""
+
+
+@action(deferred=True)
+def refund_ok(rt: Any, refund: dict[str, Any], payment: dict[str, Any]) -> None:
+    """After a refund succeeded, is in progress, or was forced to success (CORE-11)."""
+
+
+@action(deferred=True)
+def refund_abnormal(rt: Any, channel: str, refund_order: str, payment: dict[str, Any]) -> None:
+    """The channel cannot pay the refund out; finance must act (CORE-12)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Balance (BAL)
+# ---------------------------------------------------------------------------------------------
+
+
+@action(deferred=True)
+def balance_changed(rt: Any, posting: dict[str, Any]) -> None:
+    """After a ledger posting committed (CORE-14): user_id, delta, balance_after, scene, ref."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Appraisal, face, accounts (IDF, FACE, ACC)
+# ---------------------------------------------------------------------------------------------
+
+
+@action(deferred=True)
+def identify_close(rt: Any, identify_id: int, refund_id: int) -> None:
+    """After an appraisal order's refund completed, whatever closed it (CORE-15)."""
+
+
+@filter
+def face_guard(rt: Any, errors: list[Any], user: Any, scene: str) -> list[Any]:
+    """Checks before a paid face verification (CORE-16); append errors to refuse it."""
+
+
+@action
+def face_ok(rt: Any, session: Any, face: dict[str, Any]) -> None:
+    """Inside the transaction that marked a face verification ``ok`` (CORE-17)."""
+
+
+@action(deferred=True)
+def account_reset(rt: Any, user_id: int) -> None:
+    """After an account was recovered or reset (CORE-18)."""
+
+
+@action(deferred=True)
+def binding_changed(rt: Any, user_id: int, kind: str, change: str) -> None:
+    """A phone or email was bound, rebound or unbound (CORE-19, CORE-20)."""
+
+
+@action(deferred=True)
+def user_registered(rt: Any, user_id: int) -> None:
+    """After a user account was created (CORE-25)."""
+
+
+@action
+def user_login(rt: Any, user_id: int, method: str, ip: str) -> None:
+    """After a successful login (CORE-25); risk alerts listen here (OPS-09)."""
+
+
+@decision
+def sms_code_check(rt: Any, phone: str, scene: str, code: str) -> Any:
+    """True/False when a plugin owns SMS codes for ``scene``; None otherwise (CORE-25)."""
+
+
+@decision
+def resolve_token(rt: Any, token: str) -> Any:
+    """The user a bearer token belongs to, for token kinds the core does not know."""
+
+
+@filter
+def user_public(rt: Any, data: dict[str, Any], user: Any) -> dict[str, Any]:
+    """The ``GET /v1/me`` body of ``user``; plugins add their fields."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Notifications and push (NTF, CORE-21, CORE-27)
+# ---------------------------------------------------------------------------------------------
+
+
+@action(deferred=True)
+def notify(rt: Any, scene: str, user_id: int, data: dict[str, Any]) -> None:
+    """Deliver notification ``scene`` to ``user_id`` over its channels (CORE-21)."""
+
+
+@filter
+def client_event(rt: Any, message: dict[str, Any], user_id: int) -> dict[str, Any]:
+    """Shape a websocket push before it is published to the user (CORE-27)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Red packets (RP)
+# ---------------------------------------------------------------------------------------------
+
+
+@decision
+def redpacket_can_grab(rt: Any, packet: dict[str, Any], user_id: int) -> Any:
+    """May ``user_id`` grab this group packet? The host application decides (DECISIONS.md 19)."""
+
+
+@action(deferred=True)
+def redpacket_event(rt: Any, event: str, packet_id: int, data: dict[str, Any]) -> None:
+    """A red packet was sent, claimed, credited or expired (``event`` says which)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations
+# ---------------------------------------------------------------------------------------------
+
+
+@action(deferred=True)
+def alarm(rt: Any, kind: str, message: str, data: dict[str, Any]) -> None:
+    """Something needs a human: a late payment, an abnormal refund, a reconciliation gap."""
+
+
+@filter
+def audit(rt: Any, problems: list[str], session: Any) -> list[str]:
+    """Money invariants (``gonglun audit``): append a line per mismatch; return the list."""
+
+
+@filter
+def health(rt: Any, checks: dict[str, Any]) -> dict[str, Any]:
+    """``GET /v1/health`` checks: add ``name → {"ok": bool, ...}`` entries."""
+
+
+@filter
+def openapi(rt: Any, document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document before it is served; plugins may refine their routes' entries."""

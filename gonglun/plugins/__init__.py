@@ -1,0 +1,1 @@
+"""Built-in feature plugins. Each is registered like a third-party plugin (see hooks.manager)."""

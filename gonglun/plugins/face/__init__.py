@@ -1,0 +1,3 @@
+"""Face-verification quota, real-name records, account recovery and reset."""
+
+REQUIRES: tuple[str, ...] = ("payment",)

@@ -1,0 +1,3 @@
+"""Appraisal orders, experts, deadline close with system refund."""
+
+REQUIRES: tuple[str, ...] = ("payment", "refund")

@@ -1,0 +1,3 @@
+"""Red packets: send, grab, credit, expire."""
+
+REQUIRES: tuple[str, ...] = ()

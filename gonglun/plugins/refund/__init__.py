@@ -1,0 +1,3 @@
+"""Unified refund, refund records, refund query, wait_refund confirmation, abnormal refunds."""
+
+REQUIRES: tuple[str, ...] = ("payment",)

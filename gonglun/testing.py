@@ -1,0 +1,78 @@
+"""Helpers for tests and benchmarks: throwaway databases, runtimes and an HTTP client.
+
+A real server URL (PostgreSQL, MariaDB) names an administrative database; ``fresh_database``
+creates a uniquely named database beside it and drops it afterwards, so two runs on one server
+never see each other's data. SQLite gets a file in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from gonglun.config import Config
+
+
+def _admin_url(url: str) -> Any:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgresql+psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername in ("mysql", "mariadb", "mysql+pymysql"):
+        return parsed.set(drivername="mysql+pymysql")
+    raise ValueError(f"not a server database URL: {url}")
+
+
+@contextmanager
+def fresh_database(url: str | None, tmp: Path) -> Iterator[str]:
+    """Yield the URL of an empty database; dropped (or deleted) afterwards."""
+    if not url or url.startswith("sqlite"):
+        path = tmp / f"gl-{uuid.uuid4().hex[:8]}.db"
+        yield f"sqlite:///{path}"
+        return
+    admin = _admin_url(url)
+    name = f"gl_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if admin.get_backend_name() == "postgresql":
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        else:
+            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            if admin.get_backend_name() == "postgresql":
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            else:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        engine.dispose()
+
+
+def isolated_config(database_url: str, tmp: Path, **sections: Any) -> Config:
+    """A configuration isolated to one test: own data dir, Redis prefix and broker namespace."""
+    tag = uuid.uuid4().hex[:10]
+    data: dict[str, Any] = {
+        "database": {"url": database_url},
+        "redis": {"url": os.environ.get("GONGLUN_TEST_REDIS_URL", ""), "prefix": f"t{tag}:"},
+        "broker": {"url": os.environ.get("GONGLUN_TEST_BROKER_URL", ""), "namespace": f"t{tag}"},
+        "server": {"data_dir": str(tmp / "var"), "embedded_services": False},
+        "sandbox": {"enabled": False},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return Config(data)
+
+
+def cleanup_redis(rt: Any) -> None:
+    """Delete every key under the runtime's prefix and its Dramatiq namespace."""
+    for pattern in (f"{rt.keys.prefix}*", f"{rt.namespace}-dramatiq*"):
+        keys = list(rt.redis.scan_iter(match=pattern, count=1000))
+        if keys:
+            rt.redis.delete(*keys)
