@@ -139,16 +139,17 @@ def insert_ignore(session: Session, table: Any, values: dict[str, Any]) -> bool:
     usable on every backend.
     """
     dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore
+        # NOTE: rowcount is not reliable for INSERT on every driver (psycopg reports -1 when
+        # SQLAlchemy adds RETURNING for the key); a returned row is.
+        first = next(iter(table.primary_key.columns))
+        stmt: Any = dialect_insert(table).values(**values).on_conflict_do_nothing()
+        return session.execute(stmt.returning(first)).first() is not None
+    from sqlalchemy import insert
 
-        stmt: Any = sqlite_insert(table).values(**values).on_conflict_do_nothing()
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(table).values(**values).on_conflict_do_nothing()
-    else:
-        from sqlalchemy import insert
-
-        stmt = insert(table).values(**values).prefix_with("IGNORE")
+    stmt = insert(table).values(**values).prefix_with("IGNORE")
     return bool(session.execute(stmt).rowcount == 1)

@@ -80,8 +80,9 @@ def queue_name(namespace: str, queue: str) -> str:
 def declare(broker: dramatiq.Broker, spec: ActorSpec, rt: Any, namespace: str) -> dramatiq.Actor:
     """Bind ``spec`` to ``broker`` with the runtime closed over."""
 
-    def run(*args: Any, **kwargs: Any) -> Any:
-        return spec.fn(rt, *args, **kwargs)
+    def run(*args: Any, **kwargs: Any) -> None:
+        # Results are not kept (no Results middleware): actors act, they don't answer.
+        spec.fn(rt, *args, **kwargs)
 
     run.__name__ = spec.name
     run.__qualname__ = spec.name

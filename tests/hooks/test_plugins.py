@@ -137,3 +137,10 @@ def test_every_hook_is_documented() -> None:
     text = (ROOT / "docs" / "hooks.md").read_text("utf-8")
     missing = [name for name in SPECS if f"`{name}`" not in text]
     assert not missing, f"hooks missing from docs/hooks.md: {missing}"
+
+
+def test_hooks_doc_is_current() -> None:
+    from gonglun.hooks.docs import render
+
+    text = (ROOT / "docs" / "hooks.md").read_text("utf-8")
+    assert text == render(), "run: python -m gonglun.hooks.docs > docs/hooks.md"

@@ -1,0 +1,180 @@
+"""Deferred hooks: written in the business transaction, relayed after commit, run once.
+
+These run on whatever the session's services are: SQLite + in-process broker by default, the
+real PostgreSQL and Redis/RabbitMQ broker in CI's second pass.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import dramatiq
+import pytest
+from sqlalchemy import select, text
+
+from gonglun.hooks import hookimpl
+from gonglun.hooks.deferred import OutboxDone, OutboxEvent
+
+
+def recorder(calls: list[dict[str, Any]], fail_times: int = 0) -> SimpleNamespace:
+    state = {"left": fail_times}
+
+    @hookimpl
+    def balance_changed(posting: dict[str, Any]) -> None:
+        if state["left"] > 0:
+            state["left"] -= 1
+            raise RuntimeError("transient failure")
+        calls.append(posting)
+
+    return SimpleNamespace(balance_changed=balance_changed)
+
+
+def fire(rt: Any, key: str, n: int = 1) -> None:
+    with rt.db.write() as session:
+        rt.hooks.defer(session, "balance_changed", key=key, posting={"user_id": 7, "n": n})
+
+
+def drain(rt: Any, timeout: float = 20.0) -> None:
+    """Run a real Dramatiq worker on the runtime's broker until its queues are empty."""
+    worker = dramatiq.Worker(rt.broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        deadline = time.monotonic() + timeout
+        for queue in rt.broker.get_declared_queues():
+            rt.broker.join(queue, timeout=int((deadline - time.monotonic()) * 1000))
+        worker.join()
+    finally:
+        worker.stop()
+
+
+def state_of(rt: Any, key: str) -> str:
+    with rt.db.read() as session:
+        return session.execute(select(OutboxEvent.state).where(OutboxEvent.key == key)).scalar()
+
+
+def test_commit_relays_and_runs_once(rt: Any) -> None:
+    calls: list[dict[str, Any]] = []
+    rt.pm.register(recorder(calls), "recorder")
+    fire(rt, "k1")
+    assert calls == []  # nothing runs inside the transaction
+    drain(rt)
+    assert calls == [{"user_id": 7, "n": 1}]
+    assert state_of(rt, "k1") == "done"
+
+
+def test_rollback_writes_and_sends_nothing(rt: Any) -> None:
+    calls: list[dict[str, Any]] = []
+    rt.pm.register(recorder(calls), "recorder")
+    with pytest.raises(ZeroDivisionError), rt.db.write() as session:
+        rt.hooks.defer(session, "balance_changed", key="gone", posting={"user_id": 1})
+        1 / 0  # noqa: B018
+    drain(rt)
+    assert calls == []
+    assert state_of(rt, "gone") is None
+
+
+def test_same_key_is_one_event(rt: Any) -> None:
+    calls: list[dict[str, Any]] = []
+    rt.pm.register(recorder(calls), "recorder")
+    fire(rt, "dup", 1)
+    fire(rt, "dup", 2)
+    drain(rt)
+    assert calls == [{"user_id": 7, "n": 1}]
+
+
+def test_duplicate_delivery_runs_once(rt: Any) -> None:
+    calls: list[dict[str, Any]] = []
+    rt.pm.register(recorder(calls), "recorder")
+    fire(rt, "twice")
+    rt.outbox.send(["twice", "twice", "twice"])  # a relay retry and a sweeper racing it
+    drain(rt)
+    assert len(calls) == 1
+    assert rt.outbox.consume("twice") == "skipped"
+    assert len(calls) == 1
+
+
+def test_broker_down_at_commit_then_sweeper_delivers_once(make_rt: Any) -> None:
+    # A runtime whose broker is unreachable: the relay after commit fails and logs.
+    down = make_rt(broker={"url": "redis://127.0.0.1:1/0"})
+    fire(down, "lost?")
+    assert state_of(down, "lost?") == "pending"
+
+    # The same database seen by a process with a working broker (its worker and sweeper).
+    up = make_rt(migrate=False, database={"url": down.config.database_url})
+    calls: list[dict[str, Any]] = []
+    up.pm.register(recorder(calls), "recorder")
+    with up.db.write() as session:  # the sweeper only re-sends rows whose grace has passed
+        session.execute(text("UPDATE outbox SET next_attempt_at = created_at"))
+    assert up.outbox.sweep() == 1
+    drain(up)
+    assert calls == [{"user_id": 7, "n": 1}]
+    assert up.outbox.sweep() == 0  # done rows are never sent again
+    drain(up)
+    assert len(calls) == 1
+
+
+def test_failed_implementation_is_retried_alone(rt: Any) -> None:
+    steady: list[dict[str, Any]] = []
+    flaky: list[dict[str, Any]] = []
+    rt.pm.register(recorder(steady), "steady")
+    rt.pm.register(recorder(flaky, fail_times=2), "flaky")
+    fire(rt, "retry")
+    # min_backoff is 500 ms: two retries finish within the drain.
+    drain(rt, timeout=30)
+    assert len(steady) == 1
+    assert len(flaky) == 1
+    assert state_of(rt, "retry") == "done"
+    with rt.db.read() as session:
+        done = set(session.scalars(select(OutboxDone.impl)))
+    assert {"steady", "flaky"} <= done
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys
+    from types import SimpleNamespace
+    from gonglun.config import Config
+    from gonglun.hooks import hookimpl
+    from gonglun.runtime import Runtime
+
+    rt = Runtime(Config.load(environ={"GONGLUN_DATABASE_URL": sys.argv[1],
+                                      "GONGLUN_OUTBOX__LEASE_S": "1"}))
+
+    @hookimpl
+    def balance_changed(posting):
+        os._exit(9)  # the worker process dies in the middle of the message
+
+    rt.pm.register(SimpleNamespace(balance_changed=balance_changed), "recorder")
+    rt.outbox.consume(sys.argv[2])
+    """
+)
+
+
+def test_worker_dying_mid_message_loses_nothing(make_rt: Any, tmp_path: Path) -> None:
+    rt = make_rt(outbox={"lease_s": 1})
+    fire(rt, "crash")
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, rt.config.database_url, "crash"],
+        env={**os.environ, "GONGLUN_CONFIG": str(tmp_path / "none.toml")},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert child.returncode == 9, child.stderr
+    assert state_of(rt, "crash") == "pending"
+    assert rt.outbox.consume("crash") == "skipped"  # its lease still holds
+
+    calls: list[dict[str, Any]] = []
+    rt.pm.register(recorder(calls), "recorder")
+    time.sleep(1.2)  # the dead worker's lease runs out
+    with rt.db.write() as session:
+        session.execute(text("UPDATE outbox SET next_attempt_at = created_at"))
+    assert rt.outbox.sweep() == 1
+    drain(rt)
+    assert calls == [{"user_id": 7, "n": 1}]
+    assert state_of(rt, "crash") == "done"
