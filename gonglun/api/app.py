@@ -27,15 +27,25 @@ HTTP_ERRORS = {
 }
 
 
-async def _domain_error(req: Any, resp: Any, ex: GonglunError, params: Any) -> None:
+async def _domain_error(
+    req: Any, resp: Any, ex: GonglunError, params: Any, ws: Any = None
+) -> None:
+    if resp is None:  # a websocket: close with a 4xxx code carrying the HTTP status
+        await _close_ws(ws, ex.status)
+        return
     resp.status = ex.status
     resp.media = ex.to_dict()
     for name, value in ex.headers.items():
         resp.set_header(name, value)
 
 
-async def _http_error(req: Any, resp: Any, ex: falcon.HTTPError, params: Any) -> None:
+async def _http_error(
+    req: Any, resp: Any, ex: falcon.HTTPError, params: Any, ws: Any = None
+) -> None:
     status = ex.status_code
+    if resp is None:
+        await _close_ws(ws, status)
+        return
     error, msg = HTTP_ERRORS.get(status, (f"http.{status}", ex.title or "请求失败"))
     resp.status = status
     resp.media = {"code": status, "error": error, "msg": msg}
@@ -43,11 +53,19 @@ async def _http_error(req: Any, resp: Any, ex: falcon.HTTPError, params: Any) ->
         resp.set_header(name, value)
 
 
-async def _unexpected(req: Any, resp: Any, ex: Exception, params: Any) -> None:
+async def _unexpected(req: Any, resp: Any, ex: Exception, params: Any, ws: Any = None) -> None:
     rid = getattr(req.context, "request_id", "")
     log.exception("unhandled error in %s %s (request %s)", req.method, req.path, rid)
+    if resp is None:
+        await _close_ws(ws, 500)
+        return
     resp.status = 500
     resp.media = {"code": 500, "error": "server.error", "msg": f"服务器内部错误 (请求 {rid})"}
+
+
+async def _close_ws(ws: Any, status: int) -> None:
+    if ws is not None and not ws.closed:
+        await ws.close(code=4000 + status if status < 1000 else 1011)
 
 
 def create_app(config: Config | None = None, *, rt: Any = None) -> falcon.asgi.App:
@@ -74,7 +92,6 @@ def create_app(config: Config | None = None, *, rt: Any = None) -> falcon.asgi.A
         kwargs = {"suffix": route.suffix} if route.suffix else {}
         app.add_route(route.path, route.resource, **kwargs)
     rt.api_routes = routes
-    app.rt = rt  # type: ignore[attr-defined]
     from gonglun.embedded import attach_embedded
 
     attach_embedded(app, rt)
