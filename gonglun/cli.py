@@ -54,7 +54,7 @@ def cmd_serve(rt: Any, args: argparse.Namespace) -> int:
     port = int(args.port or rt.config.get("server.port", 8000))
     _ensure_schema(rt)
     app = create_app(rt=rt)
-    uvicorn.run(app, host=host, port=port, ws="websockets", lifespan="on",
+    uvicorn.run(app, host=host, port=port, ws="auto", lifespan="on",
                 log_level=args.log_level)
     return 0
 
@@ -282,6 +282,7 @@ def build_parser(rt: Any) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     config_path = None
     if "--config" in argv:
         i = argv.index("--config")

@@ -1,0 +1,99 @@
+"""The command line: users add, audit, migrate; run as a user would, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+def run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GONGLUN_")}
+    base.update({"GONGLUN_DATA_DIR": str(tmp_path / "var"),
+                 "GONGLUN_CONFIG": str(tmp_path / "gonglun.toml")})
+    if os.environ.get("GONGLUN_TEST_DATABASE_URL"):
+        base["GONGLUN_DATABASE_URL"] = os.environ["GONGLUN_TEST_DATABASE_URL"]
+    base.update(env or {})
+    return subprocess.run([sys.executable, "-m", "gonglun.cli", *args], capture_output=True,
+                          text=True, env=base, cwd=tmp_path, timeout=120)
+
+
+@pytest.fixture
+def db_env(tmp_path: Path) -> Any:
+    from gonglun.testing import fresh_database
+
+    with fresh_database(os.environ.get("GONGLUN_TEST_DATABASE_URL"), tmp_path) as url:
+        yield {"GONGLUN_DATABASE_URL": url}
+
+
+def test_users_add_audit_and_tamper(tmp_path: Path, db_env: dict[str, str]) -> None:
+    assert run(tmp_path, "migrate", env=db_env).returncode == 0
+    out = run(tmp_path, "users", "add", "alice", "--password", "s3cret-pass", "--role", "admin",
+              env=db_env)
+    assert out.returncode == 0, out.stderr
+    created = json.loads(out.stdout)
+    assert created["login"] == "alice" and created["token"] and created["id"]
+
+    dup = run(tmp_path, "users", "add", "alice", "--password", "s3cret-pass", env=db_env)
+    assert dup.returncode == 1
+    assert json.loads(dup.stderr.strip().splitlines()[-1])["error"] == "user.login_taken"
+
+    from gonglun.config import Config
+    from gonglun.ledger import post
+    from gonglun.runtime import Runtime
+
+    rt = Runtime(Config({"database": {"url": db_env["GONGLUN_DATABASE_URL"]},
+                         "redis": {"prefix": f"cli{os.getpid()}:"}}))
+    try:
+        with rt.db.write() as session:
+            for i, delta in enumerate((500, -200, 300)):
+                post(rt, session, user_id=created["id"], delta=delta, scene="admin_adjust",
+                     ref=f"r{i}", key=f"cli:{i}")
+        assert run(tmp_path, "audit", env=db_env).returncode == 0
+        from sqlalchemy import text
+
+        with rt.db.write() as session:  # someone edits a posting behind the ledger's back
+            session.execute(text("UPDATE postings SET delta = delta + 1 WHERE ref = 'r1'"))
+        bad = run(tmp_path, "audit", "--json", env=db_env)
+        assert bad.returncode == 1
+        report = json.loads(bad.stdout)
+        assert not report["ok"] and report["problems"]
+    finally:
+        rt.close()
+
+
+def test_serve_answers_health_on_the_embedded_default(tmp_path: Path) -> None:
+    """The README's run command, as a user runs it: a fresh directory, nothing configured."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONGLUN_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gonglun.cli", "serve", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code
+                break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert status == 200
+        assert (tmp_path / "var" / "gonglun.db").exists()
+        assert (tmp_path / "var" / "sandbox" / "sandbox.json").exists()
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0]
+    assert "Traceback" not in output, output
