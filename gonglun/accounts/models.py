@@ -1,0 +1,78 @@
+"""Account tables: users, their key/value meta and their API tokens.
+
+``user_meta`` is the plugins' per-user key/value store (WordPress ``usermeta``): WeChat openids,
+face-check quota, login-security settings... One row per (user, key), so an upsert can be made
+race-free with an idempotent insert followed by a conditional update. The balance is *not* meta:
+it lives in the ledger (``gonglun.ledger``), where every change is an append-only posting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gonglun.db import Base, UTCDateTime, utcnow
+
+#: Primary keys are 64-bit, except on SQLite where only INTEGER is the rowid alias.
+ID = BigInteger().with_variant(Integer, "sqlite")
+
+ROLES = ("user", "admin", "superadmin")
+STATUSES = ("active", "banned", "deleted")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('user', 'admin', 'superadmin')", name="role"),
+        CheckConstraint("status IN ('active', 'banned', 'deleted')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    #: Stored lower-cased, so "Alice" and "alice" are one account.
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    nickname: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    role: Mapped[str] = mapped_column(String(16), default="user")
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    #: None with status ``banned`` means a permanent ban.
+    banned_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ban_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: One account per phone / email (ACC-04); NULL when unbound (SEC-12 resets clear them).
+    phone: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True)
+    email: Mapped[str | None] = mapped_column(String(191), nullable=True, unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class UserMeta(Base):
+    __tablename__ = "user_meta"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ID, ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ApiToken(Base):
+    """A bearer token. Only its SHA-256 is stored, so a leaked table grants nothing."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ID, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
