@@ -1,0 +1,70 @@
+"""Who may see a payment (PAY-21, SEC-05, CORE-24) and the bill-page data (PAY-22)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gonglun.plugins.payment.records import METHOD_LABELS, STATE_LABELS, meta
+from gonglun.plugins.payment.scenes import scenes_for
+
+REFUND_WAYS = {"admin": "平台管理员", "seller": "卖家", "system": "系统自动"}
+
+
+def is_admin(user: Any) -> bool:
+    return user is not None and user.role in ("admin", "superadmin")
+
+
+def whitelist(rt: Any) -> set[int]:
+    """``payment.view_whitelist = [{name = "...", user_id = 12}]`` (the seeds' admin option)."""
+    out = set()
+    for item in rt.config.get("payment.view_whitelist") or []:
+        user_id = item.get("user_id") if isinstance(item, dict) else item
+        if isinstance(user_id, int):
+            out.add(user_id)
+    return out
+
+
+def may_view(rt: Any, viewer: Any, payment: dict[str, Any]) -> bool:
+    allowed = viewer is not None and (
+        payment["user_id"] == viewer.id
+        or payment.get("seller_id") == viewer.id
+        or is_admin(viewer)
+        or viewer.id in whitelist(rt)
+    )
+    return bool(rt.hooks.apply_filters("order_access", allowed, viewer=viewer, payment=payment))
+
+
+def detail(rt: Any, row: Any, payment: dict[str, Any], viewer: Any) -> dict[str, Any]:
+    """The bill-page data: driven by scene configuration, fields shown by role."""
+    scene = scenes_for(rt).get(payment["scene"])
+    data: dict[str, Any] = {
+        "scene": {"key": payment["scene"], "name": scene.name if scene else payment["scene"],
+                  "title": scene.title if scene else "其它",
+                  "color": scene.color if scene else "#46c47c"},
+        "method_label": METHOD_LABELS.get(payment["method"], "其它支付"),
+        "state_label": STATE_LABELS.get(payment["state"], "其它"),
+        "goods": {"shop_type": row.shop_type, "shop_order": row.shop_order},
+        "seller_id": payment.get("seller_id"),
+        "late": payment.get("late", False),
+    }
+    info = meta(row)
+    refund_meta = info.get("refund") or {}
+    if payment.get("refund_order"):
+        data["refund"] = {
+            "refund_order": payment["refund_order"],
+            "amount": payment["refund_amount"],
+            "time": payment["refund_time"],
+            "way": refund_meta.get("way"),
+            "way_label": REFUND_WAYS.get(refund_meta.get("way", ""), "其它"),
+            "reason": row.refund_reason,
+        }
+    if is_admin(viewer):
+        data["admin"] = {
+            "payer_ip": row.payer_ip,
+            "fingerprint": row.fingerprint,
+            "refund_fail_reason": refund_meta.get("fail"),
+            "refund_fail_time": refund_meta.get("fail_time"),
+        }
+    if viewer is not None and viewer.role == "superadmin":
+        data["income"] = row.income
+    return rt.hooks.apply_filters("payment_detail", data, payment=payment, viewer=viewer)

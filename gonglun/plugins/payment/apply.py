@@ -1,0 +1,139 @@
+"""Applying what a channel says (notification or query) to an order, exactly once.
+
+Business success is decided only here, from a verified notification or an active query
+(DECISIONS.md 5, PAY-09). Every change is a conditional UPDATE on the state, so duplicates,
+reordering and concurrent deliveries change the order at most once; ``payment_success`` is
+deferred with the key ``payment_success:<id>`` in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import select, update
+
+from gonglun.db import insert_ignore, utcnow
+from gonglun.plugins.payment.channels import ChannelPayment, get_channel
+from gonglun.plugins.payment.models import ChannelNotification, Payment
+from gonglun.plugins.payment.records import payment_dict
+
+log = logging.getLogger(__name__)
+
+APPLIED, DUPLICATE, LATE, PENDING = "applied", "duplicate", "late", "pending"
+
+
+def record_notification(
+    rt: Any, method: str, body: bytes, outcome: str, *, verified: bool,
+    payment_order: str | None = None, session: Any = None,
+) -> None:
+    """Keep every notification received (idempotent on the body's digest)."""
+    values = {
+        "channel": method,
+        "digest": hashlib.sha256(body).hexdigest(),
+        "kind": "payment",
+        "payment_order": payment_order,
+        "verified": verified,
+        "outcome": outcome[:64],
+        "body": body.decode("utf-8", "replace"),
+        "created_at": utcnow(),
+    }
+    if session is not None:
+        insert_ignore(session, ChannelNotification.__table__, values)
+        return
+    with rt.db.write() as s:
+        insert_ignore(s, ChannelNotification.__table__, values)
+
+
+def late_policy(rt: Any) -> str:
+    policy = str(rt.config.get("payment.late_payment", "review"))
+    return policy if policy in ("review", "accept", "refund") else "review"
+
+
+def apply(
+    rt: Any, method: str, cp: ChannelPayment, *, source: str, body: bytes | None = None,
+    require_merchant: bool = False,
+) -> str:
+    """Apply ``cp`` to its order; returns applied, duplicate, late, pending or rejected:<why>."""
+    channel = get_channel(rt, method)
+    with rt.db.write() as session:
+        payment = session.execute(
+            select(Payment).where(Payment.payment_order == cp.payment_order)
+        ).scalar()
+        outcome = _decide(rt, session, channel, payment, cp, method, require_merchant)
+        if body is not None:
+            record_notification(rt, method, body, outcome, verified=True,
+                                payment_order=cp.payment_order, session=session)
+    if outcome.startswith("rejected"):
+        log.warning("payment %s from %s via %s: %s", cp.payment_order, method, source, outcome)
+    return outcome
+
+
+def _decide(
+    rt: Any, session: Any, channel: Any, payment: Payment | None, cp: ChannelPayment,
+    method: str, require_merchant: bool,
+) -> str:
+    if payment is None:
+        return "rejected:unknown_order"
+    if payment.method != method:
+        return "rejected:method_mismatch"
+    if (cp.merchant_id or require_merchant) and cp.merchant_id != channel.merchant_id:
+        return "rejected:merchant_mismatch"
+    if not cp.paid:
+        return PENDING
+    if cp.amount != payment.amount:
+        rt.hooks.defer(session, "alarm", key=f"alarm:amount:{payment.id}", kind="amount_mismatch",
+                       message=f"支付金额与订单金额不一致: {payment.payment_order}",
+                       data={"payment_id": payment.id, "channel_amount": cp.amount,
+                             "amount": payment.amount})
+        return "rejected:amount_mismatch"
+    now = utcnow()
+    paid_at = cp.paid_at or now
+    changed = session.execute(
+        update(Payment)
+        .where(Payment.id == payment.id, Payment.state == "wait_pay")
+        .values(state="ok", pay_order=cp.trade_no, paid_at=paid_at, paid_amount=cp.amount,
+                version=Payment.version + 1)
+    ).rowcount
+    if changed:
+        session.refresh(payment)
+        rt.hooks.defer(session, "payment_success", key=f"payment_success:{payment.id}",
+                       payment=payment_dict(payment))
+        return APPLIED
+    session.refresh(payment)
+    if payment.state != "close":
+        return DUPLICATE
+    return _late(rt, session, payment, cp, paid_at)
+
+
+def _late(rt: Any, session: Any, payment: Payment, cp: ChannelPayment, paid_at: Any) -> str:
+    """A verified payment for an order we closed (DECISIONS.md 7): never ignored."""
+    policy = late_policy(rt)
+    values: dict[str, Any] = {"late": True, "pay_order": cp.trade_no, "paid_at": paid_at,
+                              "paid_amount": cp.amount, "version": Payment.version + 1}
+    if policy == "accept":
+        values["state"] = "ok"
+    changed = session.execute(
+        update(Payment)
+        .where(Payment.id == payment.id, Payment.state == "close", Payment.late.is_(False))
+        .values(**values)
+    ).rowcount
+    if not changed:
+        return DUPLICATE
+    session.refresh(payment)
+    data = payment_dict(payment)
+    rt.hooks.defer(session, "payment_late", key=f"payment_late:{payment.id}", payment=data,
+                   resolution=policy)
+    rt.hooks.defer(session, "alarm", key=f"alarm:late:{payment.id}", kind="late_payment",
+                   message=f"订单关闭后收到付款: {payment.payment_order} ({policy})",
+                   data={"payment_id": payment.id, "policy": policy, "amount": cp.amount})
+    if policy == "accept":
+        rt.hooks.defer(session, "payment_success", key=f"payment_success:{payment.id}",
+                       payment=data)
+    return LATE
+
+
+def cp_json(cp: ChannelPayment) -> str:
+    return json.dumps({k: v for k, v in cp.__dict__.items() if k != "raw"}, default=str)

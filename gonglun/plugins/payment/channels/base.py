@@ -1,0 +1,68 @@
+"""What the payment service needs from a channel, whichever SDK speaks it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ChannelPayment:
+    """A channel's statement about one order, from a notification or a query.
+
+    ``paid`` is True only for a definite success; ``closed`` for a definite "will never be paid"
+    (closed, not found after the deadline...). Neither means the outcome is still open.
+    """
+
+    payment_order: str
+    paid: bool
+    closed: bool = False
+    trade_no: str | None = None
+    amount: int | None = None  #: fen
+    paid_at: dt.datetime | None = None
+    merchant_id: str | None = None  #: app_id (Alipay) or mchid (WeChat), for the cross-check
+    status: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    ok: bool
+    code: str = ""
+    msg: str = ""
+    #: The channel says the trade was already paid: the caller must query and apply it.
+    already_paid: bool = False
+
+
+@dataclass(frozen=True)
+class StatementRow:
+    payment_order: str
+    trade_no: str
+    amount: int  #: fen, what the buyer paid
+    status: str  #: SUCCESS, REFUND, CLOSED... as the statement says
+    refund_amount: int = 0
+
+
+class ChannelError(Exception):
+    """The channel could not be reached or answered something we cannot use."""
+
+
+class Channel(Protocol):
+    method: str
+    merchant_id: str
+
+    def pay_params(self, payment: dict[str, Any], channel: str, extra: dict[str, Any]) -> dict:
+        ...
+
+    def query(self, payment_order: str) -> ChannelPayment:
+        ...
+
+    def close(self, payment_order: str) -> CloseResult:
+        ...
+
+    def parse_notification(self, headers: dict[str, str], body: bytes) -> ChannelPayment | None:
+        ...
+
+    def statement(self, bill_date: str) -> list[StatementRow]:
+        ...

@@ -1,0 +1,191 @@
+"""WeChat Pay v3 through wechatpayv3 (public-key mode): pay, query, close, callbacks, bills."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import secrets
+import time
+from typing import Any
+
+from wechatpayv3 import WeChatPay, WeChatPayType
+
+from gonglun.plugins.payment.channels.base import (
+    ChannelError,
+    ChannelPayment,
+    CloseResult,
+    StatementRow,
+)
+from gonglun.plugins.payment.money import parse_rfc3339, rfc3339, yuan_to_fen
+
+PAY_TYPES = {
+    "native": WeChatPayType.NATIVE,
+    "jsapi": WeChatPayType.JSAPI,
+    "app": WeChatPayType.APP,
+    "h5": WeChatPayType.H5,
+}
+CLOSED_STATES = ("CLOSED", "REVOKED", "PAYERROR")
+
+
+class WxpayChannel:
+    method = "wxpay"
+
+    def __init__(self, settings: dict[str, Any]):
+        self.settings = settings
+        self.merchant_id = str(settings["mchid"])
+        self.appid = str(settings["appid"])
+        common: dict[str, Any] = {
+            "wechatpay_type": WeChatPayType.NATIVE,
+            "mchid": self.merchant_id,
+            "private_key": settings["merchant_private_key"],
+            "cert_serial_no": settings["merchant_serial_no"],
+            "appid": self.appid,
+            "apiv3_key": settings["apiv3_key"],
+            "notify_url": settings.get("notify_url"),
+            "timeout": float(settings.get("timeout", 15)),
+            "public_key": settings["platform_public_key"],
+            "public_key_id": settings["public_key_id"],
+        }
+        self.client = WeChatPay(**common)
+        # NOTE: wechatpayv3 hard-codes api.mch.weixin.qq.com; the attribute is the override point.
+        self.client._core._gate_way = settings["gateway"].rstrip("/")
+
+    def _request(self, fn: Any, **kwargs: Any) -> tuple[int, Any]:
+        try:
+            code, body = fn(**kwargs)
+        except Exception as exc:  # connection errors, timeouts, bad response signatures
+            raise ChannelError(f"wxpay: {type(exc).__name__}: {exc}") from exc
+        if isinstance(body, str) and body:
+            try:
+                return code, json.loads(body)
+            except ValueError:
+                return code, {"raw": body}
+        return code, body
+
+    def pay_params(self, payment: dict[str, Any], channel: str, extra: dict[str, Any]) -> dict:
+        kwargs: dict[str, Any] = {
+            "description": payment["title"] or payment["scene"],
+            "out_trade_no": payment["payment_order"],
+            "amount": {"total": payment["amount"], "currency": "CNY"},
+            "time_expire": rfc3339(_aware(payment["close_deadline"])),
+            "pay_type": PAY_TYPES[channel],
+        }
+        if channel == "jsapi":
+            kwargs["payer"] = {"openid": extra["openid"]}
+        if channel == "h5":
+            kwargs["scene_info"] = {"payer_client_ip": extra.get("ip") or "127.0.0.1",
+                                    "h5_info": {"type": "Wap"}}
+        code, body = self._request(self.client.pay, **kwargs)
+        if code != 200 or not isinstance(body, dict):
+            raise ChannelError(f"wxpay pay: HTTP {code} {body}")
+        if channel == "native":
+            return {"code_url": body["code_url"]}
+        if channel == "h5":
+            return {"h5_url": body["h5_url"]}
+        prepay_id = body["prepay_id"]
+        timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
+        if channel == "jsapi":
+            package = f"prepay_id={prepay_id}"
+            sign = self.client.sign([self.appid, timestamp, nonce, package])
+            # PAY-08: the JSAPI bridge needs all six fields.
+            return {"appId": self.appid, "timeStamp": timestamp, "nonceStr": nonce,
+                    "package": package, "signType": "RSA", "paySign": sign}
+        sign = self.client.sign([self.appid, timestamp, nonce, prepay_id])
+        return {"appid": self.appid, "partnerid": self.merchant_id, "prepayid": prepay_id,
+                "package": "Sign=WXPay", "noncestr": nonce, "timestamp": timestamp,
+                "sign": sign}
+
+    def query(self, payment_order: str) -> ChannelPayment:
+        code, body = self._request(self.client.query, out_trade_no=payment_order)
+        if code == 404:
+            return ChannelPayment(payment_order, paid=False, status="ORDER_NOT_EXIST")
+        # PAY-16: invalid unless a JSON object *with* trade_state.
+        if code != 200 or not isinstance(body, dict) or "trade_state" not in body:
+            raise ChannelError(f"wxpay query: HTTP {code} {body}")
+        return self._payment(body, payment_order)
+
+    def _payment(self, data: dict[str, Any], payment_order: str) -> ChannelPayment:
+        state = data.get("trade_state", "")
+        amount = data.get("amount") or {}
+        total = amount.get("payer_total", amount.get("total"))
+        return ChannelPayment(
+            payment_order=data.get("out_trade_no") or payment_order,
+            paid=state in ("SUCCESS", "REFUND"),
+            closed=state in CLOSED_STATES,
+            trade_no=data.get("transaction_id"),
+            amount=int(total) if isinstance(total, int) else None,
+            paid_at=parse_rfc3339(data.get("success_time")),
+            merchant_id=data.get("mchid"),
+            status=state,
+            raw=data,
+        )
+
+    def close(self, payment_order: str) -> CloseResult:
+        code, body = self._request(self.client.close, out_trade_no=payment_order)
+        if code == 204:
+            return CloseResult(True, "204", "ok")
+        error = body.get("code", str(code)) if isinstance(body, dict) else str(code)
+        if error == "ORDER_CLOSED":
+            return CloseResult(True, error, "订单已关闭")
+        return CloseResult(False, error, str(body), already_paid=error == "ORDERPAID")
+
+    def parse_notification(self, headers: dict[str, str], body: bytes) -> ChannelPayment | None:
+        try:
+            data = self.client.callback(headers, body)
+        except Exception:
+            return None
+        if not data or data.get("event_type") != "TRANSACTION.SUCCESS":
+            return None
+        resource = data.get("resource") or {}
+        if "out_trade_no" not in resource:
+            return None
+        if data.get("appid") is None and resource.get("appid") not in (None, self.appid):
+            return None
+        return self._payment(resource, resource["out_trade_no"])
+
+    def statement(self, bill_date: str) -> list[StatementRow]:
+        code, body = self._request(self.client.trade_bill, bill_date=bill_date)
+        if code != 200 or not isinstance(body, dict) or "download_url" not in body:
+            raise ChannelError(f"wxpay trade bill: HTTP {code} {body}")
+        code, content = self._request(self.client.download_bill, url=body["download_url"])
+        if code != 200:
+            raise ChannelError(f"wxpay bill download: HTTP {code}")
+        raw = content if isinstance(content, bytes) else json.dumps(content).encode()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        return parse_wxpay_statement(raw.decode("utf-8-sig"))
+
+
+def _aware(value: Any) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def parse_wxpay_statement(text: str) -> list[StatementRow]:
+    """WeChat's trade bill: backtick-prefixed values, then a totals header and row."""
+    lines = text.splitlines()
+    body: list[str] = []
+    for line in lines:
+        if line.startswith("总交易单数"):
+            break
+        body.append(line)
+    rows: dict[str, StatementRow] = {}
+    for row in csv.DictReader(io.StringIO("\n".join(body))):
+        row = {(k or "").strip(): (v or "").strip().lstrip("`") for k, v in row.items()}
+        order = row.get("商户订单号", "")
+        if not order:
+            continue
+        state = row.get("交易状态", "")
+        if state == "REFUND":
+            prev = rows.get(order)
+            refund = yuan_to_fen(row.get("退款金额", "0") or "0")
+            if prev is not None:
+                rows[order] = StatementRow(order, prev.trade_no, prev.amount, "REFUND",
+                                           prev.refund_amount + refund)
+            continue
+        rows[order] = StatementRow(order, row.get("微信订单号", ""),
+                                   yuan_to_fen(row.get("应结订单金额", "0") or "0"), state)
+    return list(rows.values())

@@ -1,0 +1,200 @@
+"""Order creation (CORE-03, CORE-04, PAY-05..08, BAL-05, BAL-07) and the pay parameters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from gonglun.api.util import get_int, get_str
+from gonglun.db import utcnow
+from gonglun.errors import GonglunError
+from gonglun.plugins.payment.channels import ChannelError, get_channel
+from gonglun.plugins.payment.models import Payment
+from gonglun.plugins.payment.records import new_order_number, payment_dict
+from gonglun.plugins.payment.scenes import METHOD_CHANNELS, Scene, get_scene
+
+log = logging.getLogger(__name__)
+
+# Catalog messages (spec/requirements.md), ``\n`` for ``<br>`` (AMB-07).
+MSG_METHOD_REQUIRED = "请先选择支付方式"  # PAY-05
+MSG_BALANCE_LOGIN = "支付失败:余额支付必须先登录"  # PAY-06
+MSG_WECHAT_LOGIN = "支付失败:微信环境需登录后才能支付"  # PAY-07
+MSG_NO_OPENID = "公众号支付失败:openid获取不到"  # PAY-08
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    scene: Scene
+    amount: int
+    method: str
+    channel: str
+    title: str
+    seller_id: int | None
+    openid: str | None
+    return_url: str | None
+
+
+def parse_request(rt: Any, body: dict[str, Any], user: Any) -> OrderRequest:
+    """Validate the body in the catalog's order; refusals change nothing."""
+    method = body.get("method")
+    if method in (None, ""):
+        raise GonglunError("payment.method_required", MSG_METHOD_REQUIRED)
+    method = get_str(body, "method", choices=tuple(METHOD_CHANNELS))
+    scene = get_scene(rt, get_str(body, "scene", max_len=32) or "")
+    if method == "money" and user is None:
+        raise GonglunError("payment.balance_login_required", MSG_BALANCE_LOGIN, status=401)
+    if "user_id" in body:
+        # PAY-06: the payer is the session's user, never a parameter.
+        raise GonglunError("payment.user_id_not_allowed", "非法请求:不接受 user_id 参数")
+    if method not in scene.methods:
+        raise GonglunError("payment.method_not_allowed",
+                           f"该支付场景不支持此支付方式: {method}")
+    channel = body.get("channel") or ("balance" if method == "money" else None)
+    channel = get_str({"channel": channel}, "channel", choices=METHOD_CHANNELS[method])
+    if user is None and not scene.guest_allowed:
+        raise GonglunError("payment.login_required", "请先登录后再支付", status=401)
+    if method == "wxpay" and channel == "jsapi" and user is None:
+        raise GonglunError("payment.wechat_login_required", MSG_WECHAT_LOGIN, status=401)
+    amount = get_int(body, "amount", minimum=1)
+    assert amount is not None
+    if not scene.min_amount <= amount <= scene.max_amount:
+        raise GonglunError(
+            "payment.amount_out_of_range",
+            f"支付金额超出范围: {scene.min_amount}-{scene.max_amount} 分",
+            data={"min": scene.min_amount, "max": scene.max_amount},
+        )
+    title = get_str(body, "title", required=False, max_len=128) or scene.name
+    seller_id = get_int(body, "seller_id", required=False, minimum=1)
+    if scene.seller_required and seller_id is None:
+        raise GonglunError("payment.seller_required", "该支付场景需要指定收款方 seller_id")
+    if seller_id is not None and user is not None and seller_id == user.id:
+        raise GonglunError("payment.seller_is_buyer", "不能向自己付款")
+    openid = get_str(body, "openid", required=False, max_len=128)
+    if method == "wxpay" and channel == "jsapi" and not openid:
+        from gonglun.accounts import get_meta
+
+        with rt.db.read() as session:  # PAY-08: the payer's own openid
+            openid = get_meta(session, user.id, "weixin_uid") if user else None
+        if not openid:
+            raise GonglunError("payment.openid_missing", MSG_NO_OPENID)
+    return_url = get_str(body, "return_url", required=False, max_len=512)
+    return OrderRequest(scene, amount, method, channel, title, seller_id, openid, return_url)
+
+
+def _guards(rt: Any, session: Any, req: OrderRequest, user: Any) -> None:
+    from gonglun.accounts.models import User
+    from gonglun.ledger import NEGATIVE_BALANCE_ERROR, NEGATIVE_BALANCE_MSG, negative_blocks
+
+    if user is not None and negative_blocks(session, user.id):  # BAL-05
+        raise GonglunError(NEGATIVE_BALANCE_ERROR, NEGATIVE_BALANCE_MSG, status=403)
+    if req.seller_id is not None:
+        seller = session.get(User, req.seller_id)
+        if seller is None or seller.status == "deleted":
+            raise GonglunError("payment.unknown_seller", "收款方不存在")
+    errors = rt.hooks.apply_filters("payment_guard", [], session=session, user=user,
+                                    scene=req.scene.key, amount=req.amount, method=req.method)
+    if errors:
+        raise errors[0]
+
+
+def create_payment(
+    rt: Any, req: OrderRequest, user: Any, *, ip: str | None, fingerprint: str | None,
+    request_key: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """Create the order; returns ``(payment, pay_params, created)``.
+
+    Balance orders are paid inside the same transaction (debit posting + state ``ok`` +
+    deferred ``payment_success``). Channel orders are committed as ``wait_pay`` first and only
+    then sent to the channel, so no transaction is held open across the network.
+    """
+    for attempt in range(3):
+        try:
+            payment, created = _insert(rt, req, user, ip=ip, fingerprint=fingerprint,
+                                       request_key=request_key)
+            break
+        except IntegrityError:
+            if request_key is not None or attempt == 2:
+                existing = _by_request_key(rt, request_key)
+                if existing is not None:
+                    payment, created = existing, False
+                    break
+                raise
+    if req.method == "money" or payment["state"] != "wait_pay":
+        return payment, {}, created
+    try:
+        params = get_channel(rt, req.method).pay_params(
+            payment, req.channel,
+            {"openid": req.openid, "ip": ip, "return_url": req.return_url},
+        )
+    except ChannelError as exc:
+        log.warning("payment %s: channel refused or unreachable: %s", payment["id"], exc)
+        raise GonglunError("payment.channel_error", "支付渠道暂时不可用,请稍后重试",
+                           status=502, data={"payment_order": payment["payment_order"]}) from exc
+    return payment, params, created
+
+
+def _by_request_key(rt: Any, request_key: str | None) -> dict[str, Any] | None:
+    if request_key is None:
+        return None
+    with rt.db.read() as session:
+        row = session.execute(select(Payment).where(Payment.request_key == request_key)).scalar()
+        return payment_dict(row) if row else None
+
+
+def _insert(
+    rt: Any, req: OrderRequest, user: Any, *, ip: str | None, fingerprint: str | None,
+    request_key: str | None,
+) -> tuple[dict[str, Any], bool]:
+    from gonglun.ledger import post
+
+    existing = _by_request_key(rt, request_key)
+    if existing is not None:
+        return existing, False
+    now = utcnow()
+    with rt.db.write() as session:
+        _guards(rt, session, req, user)
+        payment = Payment(
+            payment_order=new_order_number(now),
+            user_id=user.id if user else None,
+            seller_id=req.seller_id,
+            scene=req.scene.key,
+            title=req.title,
+            amount=req.amount,
+            method=req.method,
+            channel=req.channel,
+            state="wait_pay",
+            payer_ip=ip,
+            fingerprint=fingerprint,
+            request_key=request_key,
+            created_at=now,
+            close_deadline=now + dt.timedelta(minutes=req.scene.close_minutes),
+            refund_amount=0,
+            income=0,
+            meta="{}",
+            version=0,
+            late=False,
+        )
+        session.add(payment)
+        session.flush()
+        if req.method == "money":
+            # BAL-07: the payer is the session user; the debit refuses an overdraft.
+            post(rt, session, user_id=user.id, delta=-req.amount, scene=req.scene.key,
+                 ref=payment.payment_order, key=f"pay:{payment.payment_order}",
+                 remark=f"余额支付:{req.scene.name}")
+            payment.state = "ok"
+            payment.pay_order = new_order_number(now)
+            payment.paid_at = now
+            payment.paid_amount = req.amount
+            payment.version = 1
+        data = payment_dict(payment)
+        rt.hooks.defer(session, "payment_created", key=f"payment_created:{payment.id}",
+                       payment=data)
+        if payment.state == "ok":
+            rt.hooks.defer(session, "payment_success", key=f"payment_success:{payment.id}",
+                           payment=data)
+    return data, True

@@ -1,0 +1,178 @@
+"""REST resources of the payment plugin (API.md)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gonglun.api.util import json_body, ok, query_int, run_sync
+from gonglun.errors import GonglunError
+from gonglun.plugins.payment import lifecycle, logs
+from gonglun.plugins.payment.access import detail, is_admin, may_view
+from gonglun.plugins.payment.apply import apply, record_notification
+from gonglun.plugins.payment.channels import get_channel
+from gonglun.plugins.payment.models import Payment
+from gonglun.plugins.payment.orders import create_payment, parse_request
+from gonglun.plugins.payment.records import payment_dict, resolve
+from gonglun.plugins.payment.scenes import scenes_for
+
+log = logging.getLogger(__name__)
+
+MSG_NOT_FOUND = "支付订单不存在"
+MSG_NO_PERMISSION = "无权查看此订单"
+
+
+class Scenes:
+    auth = "public"
+
+    def __init__(self, rt: Any):
+        self.rt = rt
+
+    async def on_get(self, req: Any, resp: Any) -> None:
+        """Configured payment scenes: key, name, two-character title, color, methods..."""
+        ok(resp, [s.public() for s in scenes_for(self.rt).values()])
+
+
+def _visible(rt: Any, ref: str, viewer: Any) -> Any:
+    if not ref.isdigit():
+        raise GonglunError("payment.invalid_ref", "订单号必须是数字")
+    with rt.db.read() as session:
+        row = resolve(session, ref)
+        if row is None:
+            raise GonglunError("payment.not_found", MSG_NOT_FOUND, status=404)
+        data = payment_dict(row)
+        if not may_view(rt, viewer, data):
+            raise GonglunError("payment.forbidden", MSG_NO_PERMISSION, status=403)
+        return row, data
+
+
+class Payments:
+    """``POST /v1/payments`` (guests allowed where the scene allows) and the caller's list."""
+
+    auth = "public"
+
+    def __init__(self, rt: Any):
+        self.rt = rt
+
+    async def on_post(self, req: Any, resp: Any) -> None:
+        """Create a payment order and get the channel's pay parameters.
+
+        Balance (``money``) orders are paid at once. An ``Idempotency-Key`` header makes a
+        retried request return the first order instead of creating another.
+        """
+        body = await json_body(req)
+        user = req.context.user
+        order = parse_request(self.rt, body, user)
+        key = req.get_header("Idempotency-Key")
+        request_key = None
+        if key:
+            who = f"u{user.id}" if user else f"ip{req.remote_addr}"
+            request_key = f"{who}:{key[:100]}"
+        payment, params, created = await run_sync(
+            create_payment, self.rt, order, user, ip=req.remote_addr,
+            fingerprint=(req.get_header("X-Fingerprint") or None), request_key=request_key,
+        )
+        ok(resp, {"payment": payment, "pay_params": params}, status=201 if created else 200)
+
+    async def on_get(self, req: Any, resp: Any) -> None:
+        """The caller's payments (admins: everyone's), newest first; filter by state, scene."""
+        user = req.context.user
+        if user is None:
+            raise GonglunError("auth.required", "请先登录", status=401)
+        limit = query_int(req, "limit", 20, minimum=1, maximum=200)
+        before = query_int(req, "before", 0) or None
+        state, scene = req.get_param("state"), req.get_param("scene")
+        ok(resp, await run_sync(self._list, user, limit, before, state, scene))
+
+    def _list(self, user: Any, limit: int, before: int | None, state: Any, scene: Any) -> dict:
+        from sqlalchemy import or_, select
+
+        stmt = select(Payment).order_by(Payment.id.desc()).limit(limit)
+        if not is_admin(user):
+            stmt = stmt.where(or_(Payment.user_id == user.id, Payment.seller_id == user.id))
+        if before:
+            stmt = stmt.where(Payment.id < before)
+        if state:
+            stmt = stmt.where(Payment.state == state)
+        if scene:
+            stmt = stmt.where(Payment.scene == scene)
+        with self.rt.db.read() as session:
+            rows = [payment_dict(p) for p in session.scalars(stmt)]
+        return {"payments": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None}
+
+
+class PaymentItem:
+    def __init__(self, rt: Any):
+        self.rt = rt
+
+    async def on_get(self, req: Any, resp: Any, ref: str) -> None:
+        """One payment (owner, seller, admins, whitelist) with its bill-page detail."""
+        def load() -> dict[str, Any]:
+            row, data = _visible(self.rt, ref, req.context.user)
+            return {"payment": data, "detail": detail(self.rt, row, data, req.context.user)}
+
+        ok(resp, await run_sync(load))
+
+    async def on_post_close(self, req: Any, resp: Any, ref: str) -> None:
+        """Close an unpaid order here and at the channel (buyer, seller or admin)."""
+        _, data = await run_sync(_visible, self.rt, ref, req.context.user)
+        user = req.context.user
+        reason = "admin" if is_admin(user) and data["user_id"] != user.id else (
+            "seller" if data.get("seller_id") == user.id else "buyer")
+        ok(resp, await run_sync(lifecycle.close, self.rt, data["id"], reason))
+
+    async def on_post_sync(self, req: Any, resp: Any, ref: str) -> None:
+        """Ask the channel now and apply its answer (drop-order recovery on demand)."""
+        _, data = await run_sync(_visible, self.rt, ref, req.context.user)
+        ok(resp, await run_sync(lifecycle.sync, self.rt, data["id"]))
+
+
+class Notify:
+    """``POST /v1/notify/{alipay|wxpay}``: verified by the SDK, cross-checked, applied once."""
+
+    auth = "public"
+
+    def __init__(self, rt: Any, method: str):
+        self.rt = rt
+        self.method = method
+
+    def handle(self, headers: dict[str, str], body: bytes) -> bool:
+        """True when the channel should stop retrying (applied, duplicate, or hopeless)."""
+        logs.write(self.rt, self.method, {"headers": _interesting(headers),
+                                          "body": body.decode("utf-8", "replace")})
+        cp = get_channel(self.rt, self.method).parse_notification(headers, body)
+        if cp is None:
+            record_notification(self.rt, self.method, body, "rejected:bad_signature",
+                                verified=False)
+            log.warning("%s notification with a bad signature refused", self.method)
+            return False
+        outcome = apply(self.rt, self.method, cp, source="notify", body=body,
+                        require_merchant=True)
+        # A verified notification we refuse on its content will not get better by retrying,
+        # but it is recorded and alarmed; acknowledging stops the channel's retry storm.
+        return not outcome.startswith("rejected") or outcome in (
+            "rejected:amount_mismatch", "rejected:unknown_order")
+
+    async def on_post(self, req: Any, resp: Any) -> None:
+        """Channel notification endpoint: Alipay wants ``success``, WeChat a 200/204."""
+        body = await req.stream.read()
+        headers = {k.title(): v for k, v in req.headers.items()}
+        try:
+            accepted = await run_sync(self.handle, headers, body)
+        except Exception:
+            # PAY-12: never a fatal error here; the channel will retry.
+            log.exception("%s notification failed; the channel will retry", self.method)
+            accepted = False
+        if self.method == "alipay":
+            resp.content_type = "text/plain"
+            resp.text = "success" if accepted else "fail"
+            return
+        if accepted:
+            resp.status = 204
+        else:
+            resp.status = 400
+            resp.media = {"code": "FAIL", "message": "失败"}
+
+
+def _interesting(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower().startswith("wechatpay")}
