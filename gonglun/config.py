@@ -74,7 +74,8 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in environ.items():
         if name in ENV_ALIASES:
-            _set(out, ENV_ALIASES[name], _literal(value) if name == "GONGLUN_HOOKS_TRACE" else value)
+            parsed = _literal(value) if name == "GONGLUN_HOOKS_TRACE" else value
+            _set(out, ENV_ALIASES[name], parsed)
         elif name == "GONGLUN_PLUGINS_DISABLED":
             _set(out, ("plugins", "disabled"), [p.strip() for p in value.split(",") if p.strip()])
         elif name.startswith("GONGLUN_") and "__" in name:

@@ -11,7 +11,6 @@ import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gonglun.api.util import get_str, json_body, ok, query_int, run_sync
-from gonglun.errors import GonglunError
 
 log = logging.getLogger("gonglun.api")
 

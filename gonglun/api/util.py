@@ -52,7 +52,8 @@ def get_str(
             raise GonglunError("request.missing_field", f"缺少参数: {name}", data={"field": name})
         return default
     if not isinstance(value, str):
-        raise GonglunError("request.invalid_type", f"参数 {name} 必须是字符串", data={"field": name})
+        raise GonglunError("request.invalid_type", f"参数 {name} 必须是字符串",
+                           data={"field": name})
     if len(value) > max_len:
         raise GonglunError("request.too_long", f"参数 {name} 过长", data={"field": name})
     if choices is not None and value not in choices:

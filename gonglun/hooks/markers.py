@@ -56,7 +56,7 @@ def action(fn: F | None = None, *, deferred: bool = False) -> Any:
     return _declare(fn, "action", deferred)
 
 
-def filter(fn: F) -> F:  # noqa: A001 - the WordPress name is the point
+def filter(fn: F) -> F:
     """Declare a filter: the first argument is threaded through implementations in order."""
     return _declare(fn, "filter", False)
 

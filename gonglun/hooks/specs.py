@@ -17,7 +17,6 @@ sms_code_check, CORE-27 client_event. CORE-01 (the result envelope), CORE-22 (ca
 CORE-23 (locks) and CORE-26 (helpers) are core services, not hooks.
 """
 
-# ruff: noqa: ARG001
 from __future__ import annotations
 
 from typing import Any

@@ -169,7 +169,8 @@ def test_example_plugin_route_and_disabling_it(make_rt: Any) -> None:
 
 def test_filter_from_example_plugin_shapes_me(rt: Any, client: Any) -> None:
     _, token = make_user(rt, "bob")
-    assert client.simulate_get("/v1/me", headers=auth(token)).json["data"]["greeting"] == "你好, bob"
+    me = client.simulate_get("/v1/me", headers=auth(token)).json["data"]
+    assert me["greeting"] == "你好, bob"
 
 
 def test_websocket_push(rt: Any) -> None:
@@ -177,16 +178,18 @@ def test_websocket_push(rt: Any) -> None:
     app = create_app(rt=rt)
 
     async def scenario() -> list[dict[str, Any]]:
-        async with testing.ASGIConductor(app) as conductor:
-            async with conductor.simulate_ws("/v1/ws", query_string=f"token={token}") as ws:
-                hello = await ws.receive_json()
-                # Published from any process through Redis pub/sub.
-                for _ in range(50):
-                    if await asyncio.to_thread(rt.push, user_id, {"event": "paid", "id": 9}):
-                        break
-                    await asyncio.sleep(0.05)
-                paid = await asyncio.wait_for(ws.receive_json(), 5)
-                return [hello, paid]
+        async with (
+            testing.ASGIConductor(app) as conductor,
+            conductor.simulate_ws("/v1/ws", query_string=f"token={token}") as ws,
+        ):
+            hello = await ws.receive_json()
+            # Published from any process through Redis pub/sub.
+            for _ in range(50):
+                if await asyncio.to_thread(rt.push, user_id, {"event": "paid", "id": 9}):
+                    break
+                await asyncio.sleep(0.05)
+            paid = await asyncio.wait_for(ws.receive_json(), 5)
+            return [hello, paid]
 
     hello, paid = asyncio.run(scenario())
     assert hello == {"event": "hello", "user_id": user_id}
@@ -197,10 +200,12 @@ def test_websocket_refuses_bad_token(rt: Any) -> None:
     app = create_app(rt=rt)
 
     async def scenario() -> int:
-        async with testing.ASGIConductor(app) as conductor:
-            async with conductor.simulate_ws("/v1/ws", query_string="token=bad") as ws:
-                await ws.wait_ready()
-                return ws.close_code
+        async with (
+            testing.ASGIConductor(app) as conductor,
+            conductor.simulate_ws("/v1/ws", query_string="token=bad") as ws,
+        ):
+            await ws.wait_ready()
+            return ws.close_code
 
     from falcon import WebSocketDisconnected
 

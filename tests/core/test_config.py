@@ -46,5 +46,5 @@ def test_explicit_missing_file_and_bad_toml(tmp_path: Path) -> None:
         Config.load(tmp_path / "nope.toml", environ={})
     bad = tmp_path / "bad.toml"
     bad.write_text("[database\n", "utf-8")
-    with pytest.raises(ConfigError, match="bad.toml"):
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
         Config.load(bad, environ={})

@@ -146,7 +146,7 @@ class AlipayChannel:
         if result.get("code") != "10000" or not url:
             raise ChannelError(f"alipay bill url: {result.get('sub_code') or result}")
         try:
-            with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - configured
+            with urllib.request.urlopen(url, timeout=30) as response:
                 text = response.read().decode("utf-8-sig")
         except Exception as exc:
             raise ChannelError(f"alipay bill download: {exc}") from exc
