@@ -1,0 +1,151 @@
+"""Close, sync, drop-order queries and late payments, through HTTP and the scheduled jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, text
+
+from gonglun.plugins.payment import lifecycle
+from gonglun.plugins.payment.models import DropCheck, Payment
+from gonglun.scheduler import Scheduler
+from tests.payment.conftest import Live, wait_until
+
+
+def wx_order(live: Live, headers: dict[str, str], amount: int = 300) -> dict[str, Any]:
+    created = live.create(headers, scene="recharge_money", amount=amount, method="wxpay",
+                          channel="native")
+    assert created.status_code == 201, created.text
+    return created.json()["data"]["payment"]
+
+
+def expire(live: Live, payment_id: int) -> None:
+    with live.rt.db.write() as session:
+        session.execute(text("UPDATE payments SET close_deadline = created_at WHERE id = :i"),
+                        {"i": payment_id})
+
+
+def run_job(live: Live, name: str) -> None:
+    """What the scheduler does each period: enqueue the job's actor; the worker runs it."""
+    jobs = [j for j in live.rt.periodic_jobs() if j.name == name]
+    assert jobs, name
+    assert Scheduler(live.rt, jobs).tick() == [name]
+    live.rt.broker.join(live.rt.actor(jobs[0].actor).queue_name, timeout=30_000)
+
+
+def test_dropped_notification_is_found_by_the_scheduled_query(live: Live) -> None:
+    _, headers = live.user()
+    payment = wx_order(live, headers)
+    live.sb.post("/sandbox/faults", json={"channel": "wxpay", "notify": "drop", "count": 1})
+    assert live.sb.post(
+        f"/sandbox/wxpay/transactions/{payment['payment_order']}/pay").status_code == 200
+    assert live.payment(payment["id"], headers)["state"] == "wait_pay"
+
+    run_job(live, "payment.drop_query")
+    wait_until(lambda: live.payment(payment["id"], headers)["state"] == "ok", what="paid")
+    wait_until(lambda: live.balance(headers) == 300, what="credited")
+    with live.rt.db.read() as session:
+        check = session.execute(select(DropCheck)).scalar_one()
+    assert check.resolved_at is not None and check.last_result == "paid"
+
+
+def test_sync_endpoint_recovers_a_dropped_notification(live: Live) -> None:
+    _, headers = live.user()
+    payment = wx_order(live, headers, 420)
+    live.sb.post("/sandbox/faults", json={"channel": "wxpay", "notify": "drop", "count": 1})
+    live.sb.post(f"/sandbox/wxpay/transactions/{payment['payment_order']}/pay")
+    synced = live.http.post(f"/v1/payments/{payment['payment_order']}/sync", headers=headers)
+    assert synced.status_code == 200, synced.text
+    assert synced.json()["data"]["outcome"] == "applied"
+    assert synced.json()["data"]["payment"]["state"] == "ok"
+    again = live.http.post(f"/v1/payments/{payment['id']}/sync", headers=headers).json()
+    assert again["data"]["outcome"] == "duplicate"
+    wait_until(lambda: live.balance(headers) == 420, what="credited")
+
+
+def test_timeout_close_closes_here_and_at_the_channel(live: Live) -> None:
+    _, headers = live.user()
+    payment = wx_order(live, headers)
+    expire(live, payment["id"])
+    run_job(live, "payment.close_expired")
+    assert live.payment(payment["id"], headers)["state"] == "close"
+    trade = live.sb.get(f"/sandbox/wxpay/trades/{payment['payment_order']}").json()["data"]
+    assert trade["trade_state"] == "CLOSED"
+    # The channel refuses payment of the closed order: nothing can land late.
+    assert live.sb.post(
+        f"/sandbox/wxpay/transactions/{payment['payment_order']}/pay").status_code == 409
+
+
+def test_timeout_close_queries_first_and_completes_a_paid_order(live: Live) -> None:
+    _, headers = live.user()
+    payment = wx_order(live, headers, 250)
+    live.sb.post("/sandbox/faults", json={"channel": "wxpay", "notify": "drop", "count": 1})
+    live.sb.post(f"/sandbox/wxpay/transactions/{payment['payment_order']}/pay")
+    expire(live, payment["id"])
+    assert lifecycle.close_expired(live.rt) == 1
+    assert live.payment(payment["id"], headers)["state"] == "ok"
+    wait_until(lambda: live.balance(headers) == 250, what="credited")
+
+
+def test_payment_after_local_close_is_kept_flagged_and_alarmed(live: Live) -> None:
+    from gonglun.hooks.deferred import OutboxEvent
+
+    _, headers = live.user()
+    payment = wx_order(live, headers, 990)
+    expire(live, payment["id"])
+    # The channel close fails: the order stays payable there.
+    live.sb.post("/sandbox/faults", json={"channel": "wxpay", "http": "500", "count": 2})
+    assert lifecycle.close_expired(live.rt) == 1
+    assert live.payment(payment["id"], headers)["state"] == "close"
+    with live.rt.db.read() as session:
+        assert session.execute(select(DropCheck.reason)).scalar() in ("close_failed",
+                                                                     "close_unknown")
+    assert live.sb.post(
+        f"/sandbox/wxpay/transactions/{payment['payment_order']}/pay").status_code == 200
+    wait_until(lambda: live.payment(payment["id"], headers)["late"], what="late flag")
+    live.settle_outbox()
+    after = live.payment(payment["id"], headers)
+    assert after["state"] == "close" and after["paid_amount"] == 990 and after["pay_order"]
+    with live.rt.db.read() as session:
+        hooks = set(session.scalars(select(OutboxEvent.hook)))
+    assert {"payment_late", "alarm"} <= hooks
+    assert live.balance(headers) == 0  # policy "review": a human decides
+
+
+def test_late_payment_accepted_by_policy(live: Live) -> None:
+    live.rt.config.data.setdefault("payment", {})["late_payment"] = "accept"
+    _, headers = live.user()
+    payment = wx_order(live, headers, 640)
+    expire(live, payment["id"])
+    live.sb.post("/sandbox/faults", json={"channel": "wxpay", "http": "500", "count": 2})
+    lifecycle.close_expired(live.rt)
+    live.sb.post(f"/sandbox/wxpay/transactions/{payment['payment_order']}/pay")
+    wait_until(lambda: live.balance(headers) == 640, what="credited after late payment")
+    after = live.payment(payment["id"], headers)
+    assert after["state"] == "ok" and after["late"] is True
+
+
+def test_close_by_owner_and_refusals(live: Live) -> None:
+    _, headers = live.user()
+    _, stranger = live.user("stranger")
+    payment = wx_order(live, headers)
+    forbidden = live.http.post(f"/v1/payments/{payment['id']}/close", headers=stranger)
+    assert forbidden.status_code == 403 and forbidden.json()["error"] == "payment.forbidden"
+    closed = live.http.post(f"/v1/payments/{payment['id']}/close", headers=headers)
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["data"]["channel"]["ok"] is True
+    again = live.http.post(f"/v1/payments/{payment['id']}/close", headers=headers)
+    assert again.status_code == 409 and again.json()["error"] == "payment.not_closable"
+    with live.rt.db.read() as session:
+        assert session.get(Payment, payment["id"]).state == "close"
+
+
+def test_alipay_close_of_an_unopened_cashier(live: Live) -> None:
+    _, headers = live.user()
+    created = live.create(headers, scene="recharge_money", amount=100, method="alipay",
+                          channel="wap").json()["data"]
+    closed = live.http.post(f"/v1/payments/{created['payment']['id']}/close", headers=headers)
+    assert closed.status_code == 200, closed.text
+    # PAY-17: Alipay has no trade until the cashier opens; "does not exist" counts as closed.
+    assert closed.json()["data"]["channel"]["code"] == "ACQ.TRADE_NOT_EXIST"
+    assert closed.json()["data"]["channel"]["ok"] is True
