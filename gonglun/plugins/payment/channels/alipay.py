@@ -131,6 +131,11 @@ class AlipayChannel:
             verified = False
         if not verified or "out_trade_no" not in form:
             return None
+        if form.get("out_biz_no") or form.get("refund_fee"):
+            # Refund news rides on the same trade_status_sync message: it is not a payment.
+            return ChannelPayment(form["out_trade_no"], paid=False, trade_no=form.get("trade_no"),
+                                  merchant_id=form.get("app_id"), status="REFUND_NOTICE",
+                                  raw=form)
         try:
             return self._payment(form, form["out_trade_no"])
         except ValueError:

@@ -1,0 +1,112 @@
+"""``gonglun sandbox``: write a keyset, or serve the gateway sandbox alone.
+
+``gonglun sandbox init --dir D`` writes ``D/sandbox.json``;
+``gonglun sandbox [--host H] [--port P] [--dir D]`` serves it (writing the keyset first if the
+directory has none), with state persisted in ``D/state.db`` unless ``--memory``.
+
+Wiring: ``add_parser(subparsers)`` adds the subcommand and sets ``func=run`` as its default;
+``run(args)`` returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = os.environ.get("GONGLUN_SANDBOX_DIR", "var/sandbox")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``sandbox`` subcommand to an ``argparse`` subparsers object."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "sandbox",
+        help="the gateway sandbox alone (Alipay openapi + WeChat Pay v3)",
+        description="Serve the local Alipay / WeChat Pay sandbox, or write its keyset.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8600, help="port (default 8600)")
+    parser.add_argument("--dir", default=DEFAULT_DIR,
+                        help=f"directory holding sandbox.json (default {DEFAULT_DIR})")
+    parser.add_argument("--memory", action="store_true",
+                        help="keep state in memory instead of DIR/state.db")
+    parser.add_argument("--retry", default=None,
+                        help="notification retry gaps in seconds, comma separated "
+                             "(default 1,2,5,10,30,60)")
+    parser.add_argument("--log-level", default="info",
+                        choices=["critical", "error", "warning", "info", "debug"],
+                        help="uvicorn log level (default info)")
+    actions = parser.add_subparsers(dest="sandbox_command", metavar="{init}")
+    init = actions.add_parser("init", help="write DIR/sandbox.json (kept if it exists)")
+    # A separate dest: argparse lets a subparser's default clobber the parent's --dir value.
+    init.add_argument("--dir", dest="init_dir", default=None, help="target directory")
+    init.add_argument("--force", action="store_true", help="replace an existing keyset")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from .keys import KEYSET_FILE, init_keyset, load_keyset
+
+    if getattr(args, "sandbox_command", None) == "init":
+        directory = args.init_dir or args.dir
+        existed = (Path(directory) / KEYSET_FILE).exists()
+        keyset = init_keyset(directory, overwrite=args.force)
+        verb = "kept existing" if existed and not args.force else "wrote"
+        print(f"{verb} {Path(directory) / KEYSET_FILE}: alipay app_id "
+              f"{keyset['alipay']['app_id']}, wxpay mchid {keyset['wxpay']['mchid']}")
+        return 0
+
+    directory = Path(args.dir)
+    if not (directory / KEYSET_FILE).exists():
+        init_keyset(directory)
+        print(f"wrote a new keyset to {directory / KEYSET_FILE}", file=sys.stderr)
+    try:
+        keyset = load_keyset(directory)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {directory / KEYSET_FILE}: {exc}", file=sys.stderr)
+        return 2
+    schedule = None
+    if args.retry:
+        try:
+            schedule = tuple(float(s) for s in args.retry.split(",") if s.strip())
+        except ValueError:
+            print("--retry takes numbers separated by commas", file=sys.stderr)
+            return 2
+    serve(keyset, host=args.host, port=args.port,
+          state_path=None if args.memory else str(directory / "state.db"),
+          retry_schedule=schedule, log_level=args.log_level)
+    return 0
+
+
+def serve(keyset: dict[str, Any], *, host: str, port: int, state_path: str | None,
+          retry_schedule: tuple[float, ...] | None = None, log_level: str = "info") -> None:
+    import uvicorn
+
+    from .app import create_sandbox_app
+    from .notifier import DEFAULT_RETRY_SCHEDULE
+
+    app = create_sandbox_app(keyset, state_path=state_path,
+                             retry_schedule=retry_schedule or DEFAULT_RETRY_SCHEDULE)
+    print(f"gateway sandbox on http://{host}:{port} (Alipay /gateway.do, WeChat Pay /v3, "
+          f"control /sandbox)", file=sys.stderr)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level,
+                    access_log=log_level in ("info", "debug"))
+    finally:
+        app.sandbox.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m gonglun.sandbox.cli``) until the main CLI wires it."""
+    parser = argparse.ArgumentParser(prog="gonglun")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
