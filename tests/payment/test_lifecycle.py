@@ -149,3 +149,19 @@ def test_alipay_close_of_an_unopened_cashier(live: Live) -> None:
     # PAY-17: Alipay has no trade until the cashier opens; "does not exist" counts as closed.
     assert closed.json()["data"]["channel"]["code"] == "ACQ.TRADE_NOT_EXIST"
     assert closed.json()["data"]["channel"]["ok"] is True
+
+
+def test_cached_lookups_follow_every_change(live: Live) -> None:
+    """CACHE-02/04: a change seen through any key, whichever key was cached."""
+    _, headers = live.user()
+    payment = wx_order(live, headers, 150)
+    by_id = live.payment(payment["id"], headers)
+    by_order = live.payment(payment["payment_order"], headers)
+    assert by_id == by_order and by_id["state"] == "wait_pay"
+    live.sb.post(f"/sandbox/wxpay/transactions/{payment['payment_order']}/pay")
+    wait_until(lambda: live.payment(payment["id"], headers)["state"] == "ok", what="paid")
+    paid = live.payment(payment["payment_order"], headers)
+    assert paid["state"] == "ok"
+    assert live.payment(paid["pay_order"], headers)["id"] == payment["id"]
+    missing = live.http.get("/v1/payments/99999998", headers=headers)
+    assert missing.status_code == 404

@@ -14,6 +14,12 @@ from gonglun.plugins.payment.plugin import (
     register_periodic_jobs,
     register_routes,
 )
+from gonglun.plugins.payment.recon_hooks import (
+    register_recon_actors,
+    register_recon_commands,
+    register_recon_jobs,
+    register_recon_routes,
+)
 
 REQUIRES: tuple[str, ...] = ()
 
@@ -27,5 +33,9 @@ __all__ = [
     "register_migrations",
     "register_models",
     "register_periodic_jobs",
+    "register_recon_actors",
+    "register_recon_commands",
+    "register_recon_jobs",
+    "register_recon_routes",
     "register_routes",
 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from gonglun.plugins.payment.records import METHOD_LABELS, STATE_LABELS, meta
+from gonglun.plugins.payment.records import METHOD_LABELS, STATE_LABELS
 from gonglun.plugins.payment.scenes import scenes_for
 
 REFUND_WAYS = {"admin": "平台管理员", "seller": "卖家", "system": "系统自动"}
@@ -34,8 +35,11 @@ def may_view(rt: Any, viewer: Any, payment: dict[str, Any]) -> bool:
     return bool(rt.hooks.apply_filters("order_access", allowed, viewer=viewer, payment=payment))
 
 
-def detail(rt: Any, row: Any, payment: dict[str, Any], viewer: Any) -> dict[str, Any]:
+def detail(rt: Any, record: dict[str, Any], viewer: Any) -> dict[str, Any]:
     """The bill-page data: driven by scene configuration, fields shown by role."""
+    from gonglun.plugins.payment.cache import public
+
+    payment = public(record)
     scene = scenes_for(rt).get(payment["scene"])
     data: dict[str, Any] = {
         "scene": {"key": payment["scene"], "name": scene.name if scene else payment["scene"],
@@ -43,11 +47,14 @@ def detail(rt: Any, row: Any, payment: dict[str, Any], viewer: Any) -> dict[str,
                   "color": scene.color if scene else "#46c47c"},
         "method_label": METHOD_LABELS.get(payment["method"], "其它支付"),
         "state_label": STATE_LABELS.get(payment["state"], "其它"),
-        "goods": {"shop_type": row.shop_type, "shop_order": row.shop_order},
+        "goods": {"shop_type": record.get("shop_type"), "shop_order": record.get("shop_order")},
         "seller_id": payment.get("seller_id"),
         "late": payment.get("late", False),
     }
-    info = meta(row)
+    try:
+        info = json.loads(record.get("meta") or "{}")
+    except ValueError:
+        info = {}
     refund_meta = info.get("refund") or {}
     if payment.get("refund_order"):
         data["refund"] = {
@@ -56,15 +63,15 @@ def detail(rt: Any, row: Any, payment: dict[str, Any], viewer: Any) -> dict[str,
             "time": payment["refund_time"],
             "way": refund_meta.get("way"),
             "way_label": REFUND_WAYS.get(refund_meta.get("way", ""), "其它"),
-            "reason": row.refund_reason,
+            "reason": record.get("refund_reason"),
         }
     if is_admin(viewer):
         data["admin"] = {
-            "payer_ip": row.payer_ip,
-            "fingerprint": row.fingerprint,
+            "payer_ip": record.get("payer_ip"),
+            "fingerprint": record.get("fingerprint"),
             "refund_fail_reason": refund_meta.get("fail"),
             "refund_fail_time": refund_meta.get("fail_time"),
         }
     if viewer is not None and viewer.role == "superadmin":
-        data["income"] = row.income
+        data["income"] = record.get("income", 0)
     return rt.hooks.apply_filters("payment_detail", data, payment=payment, viewer=viewer)

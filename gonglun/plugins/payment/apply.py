@@ -66,6 +66,11 @@ def apply(
         if body is not None:
             record_notification(rt, method, body, outcome, verified=True,
                                 payment_order=cp.payment_order, session=session)
+        changed = payment_dict(payment) if outcome in (APPLIED, LATE) else None
+    if changed is not None:
+        from gonglun.plugins.payment.cache import invalidate
+
+        invalidate(rt, changed)
     if outcome.startswith("rejected"):
         log.warning("payment %s from %s via %s: %s", cp.payment_order, method, source, outcome)
     return outcome
@@ -98,7 +103,7 @@ def _decide(
                 version=Payment.version + 1)
     ).rowcount
     if changed:
-        session.refresh(payment)
+        # The ORM UPDATE synchronised the loaded row (synchronize_session="auto"): no re-read.
         rt.hooks.defer(session, "payment_success", key=f"payment_success:{payment.id}",
                        payment=payment_dict(payment))
         return APPLIED

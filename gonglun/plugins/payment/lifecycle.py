@@ -80,6 +80,9 @@ def close(rt: Any, payment_id: int, reason: str, *, at_channel: bool = True,
         data = payment_dict(session.get(Payment, payment_id))
         rt.hooks.defer(session, "payment_closed", key=f"payment_closed:{payment_id}",
                        payment=data, reason=reason)
+    from gonglun.plugins.payment.cache import invalidate
+
+    invalidate(rt, data)
     result: dict[str, Any] = {"closed": True, "outcome": "closed", "payment": data}
     if at_channel and method != "money":
         result["channel"] = close_at_channel(rt, payment_id, method, order)

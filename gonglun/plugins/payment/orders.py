@@ -124,6 +124,10 @@ def create_payment(
                     payment, created = existing, False
                     break
                 raise
+    if created:
+        from gonglun.plugins.payment.cache import invalidate
+
+        invalidate(rt, payment)  # drops negative entries cached under its numbers
     if req.method == "money" or payment["state"] != "wait_pay":
         return payment, {}, created
     try:

@@ -10,10 +10,11 @@ from gonglun.errors import GonglunError
 from gonglun.plugins.payment import lifecycle, logs
 from gonglun.plugins.payment.access import detail, is_admin, may_view
 from gonglun.plugins.payment.apply import apply, record_notification
+from gonglun.plugins.payment.cache import public, query_payment
 from gonglun.plugins.payment.channels import get_channel
 from gonglun.plugins.payment.models import Payment
 from gonglun.plugins.payment.orders import create_payment, parse_request
-from gonglun.plugins.payment.records import payment_dict, resolve
+from gonglun.plugins.payment.records import payment_dict
 from gonglun.plugins.payment.scenes import scenes_for
 
 log = logging.getLogger(__name__)
@@ -33,17 +34,17 @@ class Scenes:
         ok(resp, [s.public() for s in scenes_for(self.rt).values()])
 
 
-def _visible(rt: Any, ref: str, viewer: Any) -> Any:
+def _visible(rt: Any, ref: str, viewer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cached record and the public payment of ``ref``, if ``viewer`` may see it."""
     if not ref.isdigit():
         raise GonglunError("payment.invalid_ref", "订单号必须是数字")
-    with rt.db.read() as session:
-        row = resolve(session, ref)
-        if row is None:
-            raise GonglunError("payment.not_found", MSG_NOT_FOUND, status=404)
-        data = payment_dict(row)
-        if not may_view(rt, viewer, data):
-            raise GonglunError("payment.forbidden", MSG_NO_PERMISSION, status=403)
-        return row, data
+    record = query_payment(rt, ref)
+    if record is None:
+        raise GonglunError("payment.not_found", MSG_NOT_FOUND, status=404)
+    data = public(record)
+    if not may_view(rt, viewer, data):
+        raise GonglunError("payment.forbidden", MSG_NO_PERMISSION, status=403)
+    return record, data
 
 
 class Payments:
@@ -108,8 +109,8 @@ class PaymentItem:
     async def on_get(self, req: Any, resp: Any, ref: str) -> None:
         """One payment (owner, seller, admins, whitelist) with its bill-page detail."""
         def load() -> dict[str, Any]:
-            row, data = _visible(self.rt, ref, req.context.user)
-            return {"payment": data, "detail": detail(self.rt, row, data, req.context.user)}
+            record, data = _visible(self.rt, ref, req.context.user)
+            return {"payment": data, "detail": detail(self.rt, record, req.context.user)}
 
         ok(resp, await run_sync(load))
 

@@ -165,7 +165,12 @@ def _aware(value: Any) -> Any:
 
 
 def parse_wxpay_statement(text: str) -> list[StatementRow]:
-    """WeChat's trade bill: backtick-prefixed values, then a totals header and row."""
+    """WeChat's trade bill: backtick-prefixed values, then a totals header and row.
+
+    A day lists the payments made that day and the refunds that succeeded that day, so a
+    REFUND row may be the only row of its order (paid on an earlier day): it is kept, with the
+    order's 应结订单金额, rather than dropped.
+    """
     lines = text.splitlines()
     body: list[str] = []
     for line in lines:
@@ -179,13 +184,18 @@ def parse_wxpay_statement(text: str) -> list[StatementRow]:
         if not order:
             continue
         state = row.get("交易状态", "")
+        amount = yuan_to_fen(row.get("应结订单金额", "0") or "0")
+        trade_no = row.get("微信订单号", "")
+        prev = rows.get(order)
         if state == "REFUND":
-            prev = rows.get(order)
             refund = yuan_to_fen(row.get("退款金额", "0") or "0")
-            if prev is not None:
-                rows[order] = StatementRow(order, prev.trade_no, prev.amount, "REFUND",
-                                           prev.refund_amount + refund)
+            rows[order] = StatementRow(
+                order, prev.trade_no if prev else trade_no, prev.amount if prev else amount,
+                "REFUND", (prev.refund_amount if prev else 0) + refund,
+            )
             continue
-        rows[order] = StatementRow(order, row.get("微信订单号", ""),
-                                   yuan_to_fen(row.get("应结订单金额", "0") or "0"), state)
+        if prev is not None:  # its refund came first: keep the refund, take the payment's data
+            rows[order] = StatementRow(order, trade_no, amount, prev.status, prev.refund_amount)
+            continue
+        rows[order] = StatementRow(order, trade_no, amount, state)
     return list(rows.values())
