@@ -173,7 +173,8 @@ def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_si
         form = {"notify_type": "trade_status_sync", "notify_id": secrets.token_hex(16),
                 "notify_time": "2026-11-22 10:00:00", "app_id": app_id, "charset": "utf-8",
                 "version": "1.0", "trade_no": f"2026112222{i:012d}", "out_trade_no": order,
-                "trade_status": "TRADE_SUCCESS", "total_amount": f"{amount // 100}.{amount % 100:02d}",
+                "trade_status": "TRADE_SUCCESS",
+                "total_amount": f"{amount // 100}.{amount % 100:02d}",
                 "gmt_payment": "2026-11-22 10:00:00"}
         sign = rsa_sign(key, signing_string(form, exclude=("sign", "sign_type")))
         body = urllib.parse.urlencode({**form, "sign_type": "RSA2", "sign": sign}).encode()

@@ -325,3 +325,26 @@ def test_parse_bill_date_rules() -> None:
     assert start == dt.datetime(2024, 2, 29, 16, tzinfo=dt.UTC)
     assert end - start == dt.timedelta(days=1)
     assert recon.yesterday(dt.datetime(2024, 2, 29, 16, 30, tzinfo=dt.UTC)) == "2024-02-29"
+
+
+def test_job_reports_a_channel_failure_and_the_lock_refuses_overlap(live: Live) -> None:
+    from gonglun.kv.lock import Lock
+    from gonglun.plugins.payment.recon_hooks import run_daily
+
+    live.sb.post("/sandbox/faults", json={"channel": "alipay", "http": "500", "count": 1})
+    results = {r["channel"]: r for r in run_daily(live.rt)}
+    assert results["alipay"]["error"] == "recon.channel_error"
+    assert results["wxpay"]["differences"] == 0
+    # The failed channel is simply done by the next run.
+    assert [r.get("error") for r in run_daily(live.rt)] == [None, None]
+
+    today = beijing_day()
+    held = Lock(live.rt.redis, live.rt.keys("lock", "recon", today, "wxpay"), 30)
+    assert held.acquire()
+    try:
+        with pytest.raises(Exception) as busy:
+            recon.reconcile(live.rt, today, "wxpay")
+        assert getattr(busy.value, "error", None) == "recon.busy"
+    finally:
+        held.release()
+    assert recon.reconcile(live.rt, today, "wxpay").differences == 0

@@ -302,7 +302,7 @@ def _record(rt: Any, report: ReconReport, diffs: list[Difference],
     new_keys: list[tuple[str, str]] = []
     with rt.db.write() as session:
         for d in diffs:
-            values = {k: v for k, v in asdict(d).items()}
+            values = asdict(d)
             values.update(bill_date=bill_date, channel=channel, created_at=now,
                           status="resolved" if d.resolution else "open",
                           resolved_at=now if d.resolution else None)
