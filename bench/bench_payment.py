@@ -71,6 +71,23 @@ async def fire(port: int, requests: list[bytes], concurrency: int) -> list[int]:
     return statuses
 
 
+def cpu_seconds(root_pid: int) -> float:
+    """User+system CPU of a process tree (the API server), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [root_pid]
+    while pids:
+        pid = pids.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        pids.extend(int(c) for c in children)
+    return total
+
+
 def http_request(path: str, body: bytes, content_type: str, extra: str = "") -> bytes:
     return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
@@ -124,7 +141,7 @@ def main() -> None:
             cwd=ROOT, env=env,
         )
         try:
-            results = run(rt, keyset, port, args, signing_string, rsa_sign)
+            results = run(rt, keyset, port, args, signing_string, rsa_sign, proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -138,7 +155,8 @@ def main() -> None:
     print(json.dumps(results, indent=2))
 
 
-def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_sign: Any) -> dict:
+def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_sign: Any,
+        server_pid: int) -> dict:
     from sqlalchemy import func, insert, select
 
     from gonglun.accounts import create_user, issue_token
@@ -184,17 +202,20 @@ def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_si
     asyncio.run(fire(port, [http_request("/v1/notify/alipay", b"x=1",
                                          "application/x-www-form-urlencoded")] * 50, 8))
 
+    cpu0 = cpu_seconds(server_pid)
     started = time.perf_counter()
     statuses = asyncio.run(fire(port, requests, args.concurrency))
     elapsed = time.perf_counter() - started
+    server_cpu_ms = (cpu_seconds(server_pid) - cpu0) * 1000 / args.n
     with rt.db.read() as session:
         paid = session.scalar(select(func.count()).where(Payment.state == "ok"))
         events = session.scalar(select(func.count()).where(OutboxEvent.hook == "payment_success"))
     notify = {"notifications": args.n, "seconds": round(elapsed, 3),
               "per_second": round(args.n / elapsed, 1), "http_200": statuses.count(200),
-              "orders_paid": paid, "payment_success_events": events}
+              "orders_paid": paid, "payment_success_events": events,
+              "api_cpu_ms_per_notification": round(server_cpu_ms, 2)}
     print(f"notifications: {args.n} in {elapsed:.2f}s = {args.n / elapsed:.0f}/s "
-          f"(paid {paid}, events {events})")
+          f"(paid {paid}, events {events}; API CPU {server_cpu_ms:.2f} ms each)")
 
     body = json.dumps({"scene": "recharge_money", "amount": 1234, "method": "alipay",
                        "channel": "page"}).encode()

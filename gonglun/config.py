@@ -19,11 +19,11 @@ from typing import Any
 
 #: Empty URLs select the embedded default (SQLite file, in-process Redis, in-process worker).
 DEFAULTS: dict[str, Any] = {
-    "database": {"url": "", "echo": False, "pool_size": 10},
+    "database": {"url": "", "echo": False, "pool_size": 16, "pre_ping": False},
     "redis": {"url": "", "prefix": "gl:"},
     "broker": {"url": "", "namespace": "gonglun", "worker_threads": 4},
     "plugins": {"disabled": []},
-    "server": {"host": "127.0.0.1", "port": 8000, "data_dir": "./var"},
+    "server": {"host": "127.0.0.1", "port": 8000, "data_dir": "./var", "threads": 32},
     "hooks": {"trace": False},
     "auth": {"token_ttl_days": 30},
     "sandbox": {"enabled": True, "dir": ""},

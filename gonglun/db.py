@@ -77,7 +77,9 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
+def make_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, pre_ping: bool = False
+) -> Engine:
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if parsed.get_backend_name() == "sqlite":
@@ -86,7 +88,11 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        # NOTE: no pre-ping by default: it costs a round trip per transaction. A connection
+        # that died with the server fails its statement, SQLAlchemy invalidates the pool, and
+        # the caller's retry (a channel re-notifying, a Dramatiq retry) gets a fresh one.
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping,
+                      pool_recycle=3600)
         if parsed.get_backend_name() == "mysql":
             kwargs["isolation_level"] = "READ COMMITTED"
     if parsed.drivername == "postgresql":
@@ -102,9 +108,11 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
 class Database:
     """Owns the engine and hands out sessions bound to one transaction each."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10):
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 10, pre_ping: bool = False
+    ):
         self.url = url
-        self.engine = make_engine(url, echo=echo, pool_size=pool_size)
+        self.engine = make_engine(url, echo=echo, pool_size=pool_size, pre_ping=pre_ping)
         self.dialect = self.engine.dialect.name
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -131,6 +139,33 @@ class Database:
         self.engine.dispose()
 
 
+_INSERT_IGNORE: dict[tuple[Any, str, bool], Any] = {}
+
+
+def _insert_ignore_statement(table: Any, dialect: str, returning: bool) -> Any:
+    """Built once per table and backend: values travel as parameters (cheap, cached SQL)."""
+    key = (table, dialect, returning)
+    stmt = _INSERT_IGNORE.get(key)
+    if stmt is not None:
+        return stmt
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore
+        stmt = dialect_insert(table).on_conflict_do_nothing()
+        if returning:
+            # NOTE: rowcount is not reliable for INSERT on every driver (psycopg reports -1
+            # when SQLAlchemy adds RETURNING for the key); a returned row is.
+            stmt = stmt.returning(next(iter(table.primary_key.columns)))
+    else:
+        from sqlalchemy import insert
+
+        stmt = insert(table).prefix_with("IGNORE")
+    _INSERT_IGNORE[key] = stmt
+    return stmt
+
+
 def insert_ignore(session: Session, table: Any, values: dict[str, Any]) -> bool:
     """INSERT a row unless it collides with a unique constraint; True when it was inserted.
 
@@ -139,17 +174,16 @@ def insert_ignore(session: Session, table: Any, values: dict[str, Any]) -> bool:
     usable on every backend.
     """
     dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore
-        # NOTE: rowcount is not reliable for INSERT on every driver (psycopg reports -1 when
-        # SQLAlchemy adds RETURNING for the key); a returned row is.
-        first = next(iter(table.primary_key.columns))
-        stmt: Any = dialect_insert(table).values(**values).on_conflict_do_nothing()
-        return session.execute(stmt.returning(first)).first() is not None
-    from sqlalchemy import insert
+    returning = dialect in ("sqlite", "postgresql")
+    # Core execution on the session's connection: no ORM bookkeeping for a plain row insert.
+    result = session.connection().execute(
+        _insert_ignore_statement(table, dialect, returning), values
+    )
+    return result.first() is not None if returning else bool(result.rowcount == 1)
 
-    stmt = insert(table).values(**values).prefix_with("IGNORE")
-    return bool(session.execute(stmt).rowcount == 1)
+
+def insert_ignore_many(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """``insert_ignore`` for many rows (all with the same columns) in one executemany."""
+    if rows:
+        dialect = session.get_bind().dialect.name
+        session.connection().execute(_insert_ignore_statement(table, dialect, False), rows)

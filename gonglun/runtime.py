@@ -19,6 +19,7 @@ from gonglun.config import Config
 from gonglun.db import Database
 from gonglun.hooks import Hooks, PluginManager
 from gonglun.hooks.deferred import ACTOR as DEFERRED_ACTOR
+from gonglun.hooks.deferred import BATCH_ACTOR as DEFERRED_BATCH
 from gonglun.hooks.deferred import Outbox
 from gonglun.kv import Keys, make_async_redis, make_redis
 from gonglun.tasks import ActorSpec, PeriodicJob, declare, make_broker
@@ -47,6 +48,7 @@ class Runtime:
             self.config.database_url,
             echo=bool(self.config.get("database.echo")),
             pool_size=int(self.config.get("database.pool_size", 10)),
+            pre_ping=bool(self.config.get("database.pre_ping", False)),
         )
         self.redis = make_redis(self.config.redis_url)
         self.keys = Keys(str(self.config.get("redis.prefix", "gl:")))
@@ -72,6 +74,8 @@ class Runtime:
     def actor_specs(self) -> list[ActorSpec]:
         core = [
             ActorSpec(DEFERRED_ACTOR, lambda rt, key: rt.outbox.consume(key), queue="deferred"),
+            ActorSpec(DEFERRED_BATCH, lambda rt, keys: rt.outbox.consume_many(keys),
+                      queue="deferred"),
             ActorSpec("gonglun.outbox_sweep", lambda rt: rt.outbox.sweep(), max_retries=0),
         ]
         return self.hooks.apply_filters("register_actors", core)

@@ -63,6 +63,24 @@ async def _unexpected(req: Any, resp: Any, ex: Exception, params: Any, ws: Any =
     resp.media = {"code": 500, "error": "server.error", "msg": f"服务器内部错误 (请求 {rid})"}
 
 
+class BlockingPool:
+    """Lifespan: size the thread pool that runs blocking work (SQLAlchemy, SDK calls).
+
+    asyncio's default pool has ``cpu_count + 4`` threads; requests spend most of their time
+    waiting on the database and the channels, so more threads keep both cores busy.
+    """
+
+    def __init__(self, rt: Any):
+        self.threads = int(rt.config.get("server.threads", 32))
+
+    async def process_startup(self, scope: Any, event: Any) -> None:
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gonglun-io")
+        asyncio.get_running_loop().set_default_executor(pool)
+
+
 async def _close_ws(ws: Any, status: int) -> None:
     if ws is not None and not ws.closed:
         await ws.close(code=4000 + status if status < 1000 else 1011)
@@ -82,7 +100,9 @@ def create_app(config: Config | None = None, *, rt: Any = None) -> falcon.asgi.A
     if metrics is None:
         rt.metrics_registry = CollectorRegistry()
         metrics = rt.api_metrics = Metrics(rt.metrics_registry)
-    app = falcon.asgi.App(middleware=[RequestContext(), Authentication(rt), metrics])
+    app = falcon.asgi.App(
+        middleware=[RequestContext(), Authentication(rt), metrics, BlockingPool(rt)]
+    )
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(falcon.HTTPError, _http_error)

@@ -32,11 +32,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from gonglun.db import Base, UTCDateTime, insert_ignore, utcnow
+from gonglun.db import Base, UTCDateTime, insert_ignore, insert_ignore_many, utcnow
 
 log = logging.getLogger(__name__)
 
 ACTOR = "gonglun.deferred"
+#: One message for the events of one transaction: a batch commit relays in one broker call.
+BATCH_ACTOR = "gonglun.deferred_batch"
+BATCH = 100
 SESSION_KEYS = "gonglun_outbox_keys"
 
 
@@ -83,27 +86,35 @@ class Outbox:
 
     # -- producer side ---------------------------------------------------------------------
 
+    def _row(self, hook: str, key: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        now = utcnow()
+        return {
+            "key": key or f"{hook}:{uuid.uuid4().hex}",
+            "hook": hook,
+            "payload": json.dumps(kwargs, ensure_ascii=False, separators=(",", ":"),
+                                  default=_json),
+            "state": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now + self.grace,
+        }
+
     def defer(self, session: Session, hook: str, *, key: str | None, kwargs: dict[str, Any]) -> str:
         """Insert the call in ``session``'s transaction; a repeated ``key`` is a no-op."""
-        key = key or f"{hook}:{uuid.uuid4().hex}"
-        now = utcnow()
-        payload = json.dumps(kwargs, ensure_ascii=False, separators=(",", ":"), default=_json)
-        inserted = insert_ignore(
-            session,
-            OutboxEvent.__table__,
-            {
-                "key": key,
-                "hook": hook,
-                "payload": payload,
-                "state": "pending",
-                "attempts": 0,
-                "created_at": now,
-                "next_attempt_at": now + self.grace,
-            },
-        )
-        if inserted:
-            session.info.setdefault(SESSION_KEYS, []).append(key)
-        return key
+        row = self._row(hook, key, kwargs)
+        if insert_ignore(session, OutboxEvent.__table__, row):
+            session.info.setdefault(SESSION_KEYS, []).append(row["key"])
+        return str(row["key"])
+
+    def defer_many(self, session: Session, calls: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """``defer`` for many ``(hook, key, kwargs)`` in one statement (group commits).
+
+        Keys already present are skipped by the database; they are relayed anyway, which is
+        harmless: the consumer finds them claimed or done.
+        """
+        rows = [self._row(hook, key, kwargs) for hook, key, kwargs in calls]
+        insert_ignore_many(session, OutboxEvent.__table__, rows)
+        session.info.setdefault(SESSION_KEYS, []).extend(r["key"] for r in rows)
 
     def after_commit(self, session: Session) -> None:
         """Session hook: hand the committed keys to the broker; failures wait for the sweeper."""
@@ -117,10 +128,14 @@ class Outbox:
     def send(self, keys: list[str]) -> int:
         sent = 0
         try:
-            actor = self.rt.actor(ACTOR)
-            for key in keys:
-                actor.send(key)
-                sent += 1
+            if len(keys) == 1:
+                self.rt.actor(ACTOR).send(keys[0])
+                return 1
+            batch = self.rt.actor(BATCH_ACTOR)
+            for start in range(0, len(keys), BATCH):
+                chunk = keys[start : start + BATCH]
+                batch.send(chunk)
+                sent += len(chunk)
         except Exception:
             log.warning("outbox relay: broker unavailable, %d event(s) left to the sweeper",
                         len(keys) - sent, exc_info=True)
@@ -146,6 +161,17 @@ class Outbox:
         return self.send([r.key for r in rows]) if rows else 0
 
     # -- consumer side ---------------------------------------------------------------------
+
+    def consume_many(self, keys: list[str]) -> None:
+        """Run every event of a batch; retry the message if any failed (done ones are skipped)."""
+        failures = []
+        for key in keys:
+            try:
+                self.consume(key)
+            except DeferredFailure as exc:
+                failures.append(str(exc))
+        if failures:
+            raise DeferredFailure("; ".join(failures)[:2000])
 
     def consume(self, key: str) -> str:
         """Run one deferred call. Returns done, skipped or missing; raises to ask for a retry."""

@@ -146,6 +146,14 @@ class Hooks:
             raise ValueError(f"only actions can be deferred, not {name!r}")
         return self.deferrer(session, name, key=key, kwargs=kwargs)
 
+    def defer_many(self, session: Any, calls: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """``defer`` for many ``(name, key, kwargs)`` at once, in one statement."""
+        for name, _key, _kwargs in calls:
+            info = SPECS.get(name)
+            if info is None or info.kind != "action":
+                raise ValueError(f"only actions can be deferred, not {name!r}")
+        self.rt.outbox.defer_many(session, calls)
+
     def _traced(self, name: str, impls: tuple[Impl, ...], kwargs: dict[str, Any], kind: str) -> Any:
         """Slow path with per-implementation timings, taken only when tracing is switched on."""
         self.trace, was = False, self.trace

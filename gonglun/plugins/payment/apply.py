@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from gonglun.db import insert_ignore, utcnow
 from gonglun.plugins.payment.channels import ChannelPayment, get_channel
@@ -30,7 +30,19 @@ def record_notification(
     payment_order: str | None = None, session: Any = None,
 ) -> None:
     """Keep every notification received (idempotent on the body's digest)."""
-    values = {
+    values = notification_row(method, body, outcome, verified=verified,
+                              payment_order=payment_order)
+    if session is not None:
+        insert_ignore(session, ChannelNotification.__table__, values)
+        return
+    with rt.db.write() as s:
+        insert_ignore(s, ChannelNotification.__table__, values)
+
+
+def notification_row(
+    method: str, body: bytes, outcome: str, *, verified: bool, payment_order: str | None
+) -> dict[str, Any]:
+    return {
         "channel": method,
         "digest": hashlib.sha256(body).hexdigest(),
         "kind": "payment",
@@ -40,11 +52,6 @@ def record_notification(
         "body": body.decode("utf-8", "replace"),
         "created_at": utcnow(),
     }
-    if session is not None:
-        insert_ignore(session, ChannelNotification.__table__, values)
-        return
-    with rt.db.write() as s:
-        insert_ignore(s, ChannelNotification.__table__, values)
 
 
 def late_policy(rt: Any) -> str:
@@ -59,18 +66,20 @@ def apply(
     """Apply ``cp`` to its order; returns applied, duplicate, late, pending or rejected:<why>."""
     channel = get_channel(rt, method)
     with rt.db.write() as session:
-        payment = _fast_path(rt, session, channel, cp, method, require_merchant)
-        if payment is not None:
-            outcome = APPLIED
+        fast = mark_paid(rt, session, channel, cp, method, require_merchant)
+        if fast is not None:
+            outcome, changed = APPLIED, fast
+            rt.hooks.defer(session, "payment_success", key=f"payment_success:{fast['id']}",
+                           payment=fast)
         else:
             payment = session.execute(
                 select(Payment).where(Payment.payment_order == cp.payment_order)
             ).scalar()
             outcome = _decide(rt, session, channel, payment, cp, method, require_merchant)
+            changed = payment_dict(payment) if outcome in (APPLIED, LATE) else None
         if body is not None:
             record_notification(rt, method, body, outcome, verified=True,
                                 payment_order=cp.payment_order, session=session)
-        changed = payment_dict(payment) if outcome in (APPLIED, LATE) else None
     if changed is not None:
         from gonglun.plugins.payment.cache import invalidate
 
@@ -80,10 +89,24 @@ def apply(
     return outcome
 
 
-def _fast_path(
+_T = Payment.__table__
+#: Built once: the hot path of every notification. Parameters carry the values.
+_PAY = (
+    update(_T)
+    .where(_T.c.payment_order == bindparam("p_order"), _T.c.method == bindparam("p_method"),
+           _T.c.amount == bindparam("p_amount"), _T.c.state == "wait_pay")
+    .values(state="ok", pay_order=bindparam("p_trade_no"), paid_at=bindparam("p_paid_at"),
+            paid_amount=bindparam("p_amount"), version=_T.c.version + 1)
+    .returning(*_T.c)
+)
+
+
+def mark_paid(
     rt: Any, session: Any, channel: Any, cp: ChannelPayment, method: str, require_merchant: bool,
-) -> Payment | None:
+) -> dict[str, Any] | None:
     """The common case in one statement: an unpaid order whose checks all hold becomes paid.
+
+    Returns the paid order; the caller defers ``payment_success`` for it.
 
     ``UPDATE ... WHERE payment_order AND method AND amount AND state='wait_pay' RETURNING``;
     anything else (duplicate, late, mismatch) falls through to the classifying path. Backends
@@ -93,19 +116,11 @@ def _fast_path(
         return None
     if (cp.merchant_id or require_merchant) and cp.merchant_id != channel.merchant_id:
         return None
-    payment = session.execute(
-        update(Payment)
-        .where(Payment.payment_order == cp.payment_order, Payment.method == method,
-               Payment.amount == cp.amount, Payment.state == "wait_pay")
-        .values(state="ok", pay_order=cp.trade_no, paid_at=cp.paid_at or utcnow(),
-                paid_amount=cp.amount, version=Payment.version + 1)
-        .returning(Payment),
-        execution_options={"synchronize_session": False},
-    ).scalar()
-    if payment is not None:
-        rt.hooks.defer(session, "payment_success", key=f"payment_success:{payment.id}",
-                       payment=payment_dict(payment))
-    return payment
+    row = session.connection().execute(_PAY, {
+        "p_order": cp.payment_order, "p_method": method, "p_amount": cp.amount,
+        "p_trade_no": cp.trade_no, "p_paid_at": cp.paid_at or utcnow(),
+    }).first()
+    return payment_dict(row) if row is not None else None
 
 
 def _decide(

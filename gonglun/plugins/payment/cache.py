@@ -49,6 +49,9 @@ def query_payment(rt: Any, ref: str, *, skip_cache: bool = False) -> dict[str, A
     return payment_cache(rt).get(ref, skip_cache=skip_cache)
 
 
-def invalidate(rt: Any, payment: dict[str, Any]) -> None:
-    """After commit: drop every cached key of ``payment`` (its own fields, CACHE-02)."""
-    payment_cache(rt).invalidate(payment)
+def invalidate(rt: Any, *payments: dict[str, Any]) -> None:
+    """After commit: drop every cached key of each payment (its own fields, CACHE-02)."""
+    cache = payment_cache(rt)
+    values = [v for p in payments for v in cache.lookup_values(p)]
+    if values:
+        cache.invalidate_values(*values)

@@ -17,21 +17,38 @@ from gonglun.plugins.payment.money import SHANGHAI
 
 _lock = threading.Lock()
 CHANNEL_DIRS = ("alipay", "wxpay", "alipay_refund", "wxpay_refund")
+#: Open append handles by path: a packet costs one write, not a mkdir and an open.
+_files: dict[tuple[Path, dt.date], Any] = {}
 
 
 def log_dir(rt: Any) -> Path:
     return Path(rt.config.data_dir) / "log" / "payment"
 
 
+def _folder(rt: Any, name: str) -> Path:
+    folders: dict[str, Path] = rt.__dict__.setdefault("_payment_log_dirs", {})
+    folder = folders.get(name)
+    if folder is None:
+        folder = folders[name] = log_dir(rt) / name
+    return folder
+
+
 def write(rt: Any, channel: str, record: dict[str, Any], *, refund: bool = False) -> None:
-    folder = log_dir(rt) / (f"{channel}_refund" if refund else channel)
+    folder = _folder(rt, f"{channel}_refund" if refund else channel)
     now = dt.datetime.now(SHANGHAI)
     line = json.dumps({"time": now.isoformat(timespec="seconds"), **record},
                       ensure_ascii=False, default=str)
     with _lock:
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / f"{now:%Y-%m-%d}.log").open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        path = (folder, now.date())
+        fh = _files.get(path)
+        if fh is None or fh.closed:
+            for old in [k for k in _files if k[0] == folder]:  # yesterday's file
+                _files.pop(old).close()
+            folder.mkdir(parents=True, exist_ok=True)
+            # Line-buffered: every packet reaches the OS before the notification is handled.
+            fh = _files[path] = (folder / f"{now:%Y-%m-%d}.log").open(
+                "a", encoding="utf-8", buffering=1)
+        fh.write(line + "\n")
 
 
 def clean(rt: Any, days: int | None = None, *, today: dt.date | None = None) -> int:
@@ -47,6 +64,10 @@ def clean(rt: Any, days: int | None = None, *, today: dt.date | None = None) -> 
             except ValueError:
                 continue
             if day < cutoff:
+                with _lock:
+                    handle = _files.pop((file.parent, day), None)
+                    if handle is not None:
+                        handle.close()
                 file.unlink(missing_ok=True)
                 removed += 1
     return removed
