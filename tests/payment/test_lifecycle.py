@@ -165,3 +165,74 @@ def test_cached_lookups_follow_every_change(live: Live) -> None:
     assert live.payment(paid["pay_order"], headers)["id"] == payment["id"]
     missing = live.http.get("/v1/payments/99999998", headers=headers)
     assert missing.status_code == 404
+
+
+def test_query_messages_of_the_catalog(live: Live) -> None:
+    """PAY-16: waiting, paid, amount mismatch (refused, alarmed, nothing changed)."""
+    import httpx
+
+    _, headers = live.user()
+    created = live.create(headers, scene="recharge_money", amount=1234, method="alipay",
+                          channel="page").json()["data"]
+    order = created["payment"]["payment_order"]
+    httpx.get(created["pay_params"]["url"], timeout=10)  # the buyer opens the cashier
+    waiting = live.http.post(f"/v1/payments/{order}/sync", headers=headers).json()["data"]
+    assert waiting["msg"] == "查询结果:订单等待付款中" and waiting["outcome"] == "pending"
+
+    live.sb.post("/sandbox/faults", json={"channel": "alipay", "notify": "drop", "count": 1})
+    live.sb.post(f"/sandbox/alipay/trades/{order}/pay")
+    live.sb.patch(f"/sandbox/alipay/trades/{order}", json={"total_amount": "0.01"})
+    mismatch = live.http.post(f"/v1/payments/{order}/sync", headers=headers)
+    assert mismatch.status_code == 409
+    assert mismatch.json()["error"] == "payment.amount_mismatch"
+    assert mismatch.json()["msg"] == "查询结果:支付金额与订单金额不一致\n请联系管理员处理"
+    assert live.payment(order, headers)["state"] == "wait_pay"
+
+    live.sb.patch(f"/sandbox/alipay/trades/{order}", json={"total_amount": "12.34"})
+    paid = live.http.post(f"/v1/payments/{order}/sync", headers=headers).json()["data"]
+    assert paid["msg"] == "查询结果:支付宝账单已付款" and paid["payment"]["state"] == "ok"
+
+
+def test_wechat_forged_notification_is_refused(live: Live) -> None:
+    from gonglun.plugins.payment.models import ChannelNotification
+
+    _, headers = live.user()
+    payment = wx_order(live, headers, 500)
+    live.sb.post("/sandbox/faults", json={"channel": "wxpay", "notify": "drop", "count": 1})
+    live.sb.post(f"/sandbox/wxpay/transactions/{payment['payment_order']}/pay")
+    genuine = wait_until(lambda: live.attempts(payment["payment_order"]))[0]["body"]
+    # Headers signed by the platform key over the genuine body (what WeChat sends with it).
+    signed = live.sandbox.wxpay.sign_headers(genuine, "public_key")
+    tampered = genuine.replace('"summary":"', '"summary":"X', 1)
+    assert tampered != genuine
+    reply = live.http.post("/v1/notify/wxpay", content=tampered.encode(),
+                           headers={"Content-Type": "application/json", **signed})
+    assert reply.status_code == 400
+    assert live.payment(payment["id"], headers)["state"] == "wait_pay"
+    with live.rt.db.read() as session:
+        assert list(session.scalars(select(ChannelNotification.outcome))) == [
+            "rejected:bad_signature"]
+    # The same headers with the genuine body are accepted: the signature was the difference.
+    ok = live.http.post("/v1/notify/wxpay", content=genuine.encode(),
+                        headers={"Content-Type": "application/json", **signed})
+    assert ok.status_code == 204
+    wait_until(lambda: live.payment(payment["id"], headers)["state"] == "ok", what="paid")
+
+
+def test_notifications_are_logged_per_channel_and_day_and_cleaned(live: Live) -> None:
+    import datetime as dt
+
+    from gonglun.plugins.payment import logs
+
+    _, headers = live.user()
+    payment = wx_order(live, headers, 100)
+    live.sb.post(f"/sandbox/wxpay/transactions/{payment['payment_order']}/pay")
+    wait_until(lambda: live.payment(payment["id"], headers)["state"] == "ok", what="paid")
+    folder = logs.log_dir(live.rt) / "wxpay"
+    files = list(folder.glob("*.log"))
+    assert len(files) == 1
+    assert "TRANSACTION.SUCCESS" in files[0].read_text("utf-8")  # the raw packet, as received
+    old = folder / "2020-01-01.log"
+    old.write_text("{}\n")
+    assert logs.clean(live.rt, days=30, today=dt.date(2026, 11, 22)) == 1
+    assert not old.exists() and files[0].exists()

@@ -28,6 +28,23 @@ log = logging.getLogger(__name__)
 BACKOFF_S = (60, 120, 180, 300, 600, 1200, 1800)
 
 
+#: PAY-16: the unified query's answers (``\n`` for the seeds' ``<br>``).
+MSG_WAITING = "查询结果:订单等待付款中"
+MSG_CLOSED = "查询结果:订单已被关闭"
+MSG_OTHER = "查询结果:订单未完成支付(其它错误)"
+MSG_PAID = {"alipay": "查询结果:支付宝账单已付款", "wxpay": "查询结果:微信支付账单已付款"}
+MSG_MISMATCH = "查询结果:支付金额与订单金额不一致\n请联系管理员处理"
+WAITING_STATES = ("WAIT_BUYER_PAY", "NOTPAY", "USERPAYING", "NOT_EXIST", "ORDER_NOT_EXIST")
+
+
+def query_message(method: str, cp: Any) -> str:
+    if cp.paid:
+        return MSG_PAID.get(method, "查询结果:已付款")
+    if cp.closed:
+        return MSG_CLOSED
+    return MSG_WAITING if cp.status in WAITING_STATES else MSG_OTHER
+
+
 def sync(rt: Any, payment_id: int) -> dict[str, Any]:
     """Ask the channel now and apply its answer (drop-order recovery on demand)."""
     with rt.db.read() as session:
@@ -36,18 +53,23 @@ def sync(rt: Any, payment_id: int) -> dict[str, Any]:
             raise GonglunError("payment.not_found", "支付订单不存在", status=404)
         data = payment_dict(payment)
     if data["method"] == "money":
-        return {"outcome": "local", "channel_status": None, "payment": data}
+        return {"outcome": "local", "channel_status": None, "payment": data,
+                "msg": f"查询结果:{data['state_label']}"}
     try:
         cp = get_channel(rt, data["method"]).query(data["payment_order"])
     except ChannelError as exc:
         raise GonglunError("payment.channel_error", "支付渠道查询失败,请稍后重试", status=502,
                            data={"detail": str(exc)[:200]}) from exc
     outcome = apply(rt, data["method"], cp, source="query")
+    if outcome == "rejected:amount_mismatch":
+        raise GonglunError("payment.amount_mismatch", MSG_MISMATCH, status=409,
+                           data={"amount": data["amount"], "channel_amount": cp.amount})
     if cp.closed and data["state"] == "wait_pay":
         close(rt, payment_id, "channel_closed", at_channel=False)
     with rt.db.read() as session:
         fresh = payment_dict(session.get(Payment, payment_id))
-    return {"outcome": outcome, "channel_status": cp.status, "payment": fresh}
+    return {"outcome": outcome, "channel_status": cp.status, "payment": fresh,
+            "msg": query_message(data["method"], cp)}
 
 
 def close(rt: Any, payment_id: int, reason: str, *, at_channel: bool = True,
