@@ -233,3 +233,22 @@ def test_a_new_scene_is_configuration_plus_one_hook(make_rt: Any) -> None:
         from gonglun.plugins.payment.scenes import load_scenes
 
         load_scenes(make_rt(payment={"scenes": {"bad": {"title": "三个字"}}}))
+
+
+def test_channel_settings_live_or_sandbox(make_rt: Any, tmp_path: Any) -> None:
+    from gonglun.plugins.payment.channels import default_settings
+    from gonglun.sandbox import init_keyset
+
+    init_keyset(tmp_path / "keys")
+    sandboxed = make_rt(sandbox={"dir": str(tmp_path / "keys")},
+                        server={"public_url": "https://shop.example"})
+    settings = default_settings(sandboxed, "alipay")
+    assert settings["gateway"] == "https://shop.example/gateway.do"
+    assert settings["notify_url"] == "https://shop.example/v1/notify/alipay"
+    live = make_rt(payment={"wxpay": {"mchid": "1", "appid": "wx", "merchant_private_key": "k",
+                                      "merchant_serial_no": "s", "platform_public_key": "p",
+                                      "public_key_id": "PUB_KEY_ID_1", "apiv3_key": "a" * 32}},
+                   server={"public_url": "https://shop.example"})
+    assert default_settings(live, "wxpay")["gateway"] == "https://api.mch.weixin.qq.com"
+    nothing = make_rt(sandbox={"dir": str(tmp_path / "none")})
+    assert default_settings(nothing, "alipay") is None

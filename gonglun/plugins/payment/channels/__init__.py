@@ -49,22 +49,30 @@ def _keyset(rt: Any) -> dict[str, Any] | None:
     return json.loads(path.read_text("utf-8")) if path.exists() else None
 
 
+#: The channels' production gateways, used when the keys are configured.
+LIVE_GATEWAYS = {"alipay": "https://openapi.alipay.com/gateway.do",
+                 "wxpay": "https://api.mch.weixin.qq.com"}
+REQUIRED = {"alipay": ("app_id", "app_private_key", "alipay_public_key"),
+            "wxpay": ("mchid", "appid", "merchant_private_key", "merchant_serial_no",
+                      "platform_public_key", "public_key_id", "apiv3_key")}
+
+
 def default_settings(rt: Any, method: str) -> dict[str, Any] | None:
+    """Configured keys talk to the live gateway (unless ``gateway`` says otherwise); without
+    keys, the sandbox's keyset talks to the sandbox at ``payment.gateway_url`` (default: this
+    server, where the embedded default mounts it)."""
     configured = dict(rt.config.get(f"payment.{method}") or {})
-    gateway = str(rt.config.get("payment.gateway_url") or base_url(rt)).rstrip("/")
-    notify = f"{base_url(rt)}/v1/notify/{method}"
-    required = {"alipay": ("app_id", "app_private_key", "alipay_public_key"),
-                "wxpay": ("mchid", "appid", "merchant_private_key", "merchant_serial_no",
-                          "platform_public_key", "public_key_id", "apiv3_key")}[method]
-    if not all(configured.get(k) for k in required):
+    if all(configured.get(k) for k in REQUIRED[method]):
+        configured.setdefault("gateway", LIVE_GATEWAYS[method])
+    else:
         keyset = _keyset(rt)
         if keyset is None:
             return None
         configured = {**keyset[method], **configured}
-    configured.setdefault("notify_url", notify)
-    configured.setdefault(
-        "gateway", f"{gateway}/gateway.do" if method == "alipay" else gateway
-    )
+        sandbox = str(rt.config.get("payment.gateway_url") or base_url(rt)).rstrip("/")
+        configured.setdefault("gateway",
+                              f"{sandbox}/gateway.do" if method == "alipay" else sandbox)
+    configured.setdefault("notify_url", f"{base_url(rt)}/v1/notify/{method}")
     return configured
 
 
