@@ -106,13 +106,13 @@ class MeLedger:
         self.rt = rt
 
     def _ledger(self, user_id: int, limit: int, before: int | None) -> dict[str, Any]:
-        from gonglun.ledger import balance, postings
+        from gonglun.ledger import balance, posting_dict, postings
 
         with self.rt.db.read() as session:
             rows = postings(session, user_id, limit=limit, before_id=before)
             return {
                 "balance": balance(session, user_id),
-                "postings": [_posting(p) for p in rows],
+                "postings": [posting_dict(p) for p in rows],
                 "next_before": rows[-1].id if len(rows) == limit else None,
             }
 
@@ -121,18 +121,6 @@ class MeLedger:
         limit = query_int(req, "limit", 50, minimum=1, maximum=500)
         before = query_int(req, "before", 0, minimum=0) or None
         ok(resp, await run_sync(self._ledger, req.context.user.id, limit, before))
-
-
-def _posting(p: Any) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "delta": p.delta,
-        "balance_after": p.balance_after,
-        "scene": p.scene,
-        "ref": p.ref,
-        "remark": p.remark,
-        "created_at": p.created_at.isoformat(),
-    }
 
 
 class Push:

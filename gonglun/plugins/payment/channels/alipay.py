@@ -18,6 +18,7 @@ from gonglun.plugins.payment.channels.base import (
     ChannelPayment,
     CloseResult,
     StatementRow,
+    merge_statement_row,
 )
 from gonglun.plugins.payment.money import (
     fen_to_yuan,
@@ -228,18 +229,9 @@ def parse_alipay_statement(text: str) -> list[StatementRow]:
         order = row.get("商户订单号", "")
         if not order:
             continue
-        amount = yuan_to_fen(row.get("订单金额(元)", "0") or "0")
-        trade_no = row.get("支付宝交易号", "")
-        prev = rows.get(order)
+        refund = None
         if row.get("业务类型", "") == "退款":
             refund = yuan_to_fen((row.get("商家实收(元)", "0") or "0").lstrip("-"))
-            rows[order] = StatementRow(
-                order, prev.trade_no if prev else trade_no, prev.amount if prev else amount,
-                "REFUND", (prev.refund_amount if prev else 0) + refund,
-            )
-            continue
-        if prev is not None:  # its refund came first: keep the refund, take the payment's data
-            rows[order] = StatementRow(order, trade_no, amount, prev.status, prev.refund_amount)
-            continue
-        rows[order] = StatementRow(order, trade_no, amount, "SUCCESS")
+        merge_statement_row(rows, order, row.get("支付宝交易号", ""),
+                            yuan_to_fen(row.get("订单金额(元)", "0") or "0"), "SUCCESS", refund)
     return list(rows.values())

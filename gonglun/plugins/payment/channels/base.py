@@ -44,6 +44,27 @@ class StatementRow:
     refund_amount: int = 0
 
 
+def merge_statement_row(
+    rows: dict[str, StatementRow], order: str, trade_no: str, amount: int, status: str,
+    refund: int | None,
+) -> None:
+    """Fold one statement line into ``rows``: a payment line, or (``refund`` given) a refund.
+
+    Refund lines add up on their trade; a trade whose refund line came first keeps it when its
+    payment line arrives; a refund of a trade paid on another day stands alone.
+    """
+    prev = rows.get(order)
+    if refund is not None:
+        rows[order] = StatementRow(
+            order, prev.trade_no if prev else trade_no, prev.amount if prev else amount,
+            "REFUND", (prev.refund_amount if prev else 0) + refund,
+        )
+    elif prev is not None:
+        rows[order] = StatementRow(order, trade_no, amount, prev.status, prev.refund_amount)
+    else:
+        rows[order] = StatementRow(order, trade_no, amount, status)
+
+
 class ChannelError(Exception):
     """The channel could not be reached or answered something we cannot use."""
 

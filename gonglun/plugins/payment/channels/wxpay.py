@@ -17,6 +17,7 @@ from gonglun.plugins.payment.channels.base import (
     ChannelPayment,
     CloseResult,
     StatementRow,
+    merge_statement_row,
 )
 from gonglun.plugins.payment.money import parse_rfc3339, rfc3339, yuan_to_fen
 
@@ -184,18 +185,7 @@ def parse_wxpay_statement(text: str) -> list[StatementRow]:
         if not order:
             continue
         state = row.get("交易状态", "")
-        amount = yuan_to_fen(row.get("应结订单金额", "0") or "0")
-        trade_no = row.get("微信订单号", "")
-        prev = rows.get(order)
-        if state == "REFUND":
-            refund = yuan_to_fen(row.get("退款金额", "0") or "0")
-            rows[order] = StatementRow(
-                order, prev.trade_no if prev else trade_no, prev.amount if prev else amount,
-                "REFUND", (prev.refund_amount if prev else 0) + refund,
-            )
-            continue
-        if prev is not None:  # its refund came first: keep the refund, take the payment's data
-            rows[order] = StatementRow(order, trade_no, amount, prev.status, prev.refund_amount)
-            continue
-        rows[order] = StatementRow(order, trade_no, amount, state)
+        refund = yuan_to_fen(row.get("退款金额", "0") or "0") if state == "REFUND" else None
+        merge_statement_row(rows, order, row.get("微信订单号", ""),
+                            yuan_to_fen(row.get("应结订单金额", "0") or "0"), state, refund)
     return list(rows.values())
