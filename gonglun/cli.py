@@ -52,6 +52,8 @@ def cmd_serve(rt: Any, args: argparse.Namespace) -> int:
 
     host = args.host or rt.config.get("server.host", "127.0.0.1")
     port = int(args.port or rt.config.get("server.port", 8000))
+    # Notify URLs and the embedded gateway are derived from where we actually listen.
+    rt.config.data["server"].update(host=host, port=port)
     _ensure_schema(rt)
     app = create_app(rt=rt)
     uvicorn.run(app, host=host, port=port, ws="auto", lifespan="on",

@@ -164,6 +164,9 @@ class AlipayGatewayResource:
     strings page/wap/app pay build) open the cashier, as HTML for a browser or JSON for a
     client that asks for ``application/json``."""
 
+    #: Mounted into Gonglun's API on the embedded default: the gateway has no users.
+    auth = "public"
+
     def __init__(self, sandbox: Sandbox) -> None:
         self.sb = sandbox
 
@@ -223,6 +226,9 @@ def _guard(fn: Responder) -> Responder:
 
 class ControlResource:
     """``/sandbox/...``: play the buyer and the bank, arm faults, read what happened."""
+
+    #: Mounted into Gonglun's API on the embedded default: the gateway has no users.
+    auth = "public"
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sb = sandbox

@@ -716,6 +716,9 @@ def _fen(data: dict[str, Any], name: str) -> int | None:
 class V3Resource:
     """One ``/v3`` route: GET and/or POST handlers run through the signed pipeline."""
 
+    #: Mounted into Gonglun's API on the embedded default: the gateway has no users.
+    auth = "public"
+
     def __init__(self, channel: WxpayChannel, *, get: Handler | None = None,
                  post: Handler | None = None) -> None:
         self.channel = channel

@@ -93,7 +93,35 @@ def test_serve_answers_health_on_the_embedded_default(tmp_path: Path) -> None:
         assert status == 200
         assert (tmp_path / "var" / "gonglun.db").exists()
         assert (tmp_path / "var" / "sandbox" / "sandbox.json").exists()
+        recharge_through_the_embedded_gateway(tmp_path, port, env)
     finally:
         proc.terminate()
         output = proc.communicate(timeout=30)[0]
     assert "Traceback" not in output, output
+
+
+def recharge_through_the_embedded_gateway(tmp_path: Path, port: int, env: dict) -> None:
+    """One server, nothing else: the channels talk to the sandbox it mounts, the sandbox
+    notifies it back, its in-process worker credits the balance."""
+    added = subprocess.run([sys.executable, "-m", "gonglun.cli", "users", "add", "alice",
+                            "--password", "a long password"], capture_output=True, text=True,
+                           env=env, cwd=tmp_path, timeout=60)
+    assert added.returncode == 0, added.stderr
+    headers = {"Authorization": f"Bearer {json.loads(added.stdout)['token']}"}
+    base = f"http://127.0.0.1:{port}"
+    created = httpx.post(f"{base}/v1/payments", headers=headers, timeout=30, json={
+        "scene": "recharge_money", "amount": 2500, "method": "alipay", "channel": "page"})
+    assert created.status_code == 201, created.text
+    data = created.json()["data"]
+    assert data["pay_params"]["url"].startswith(f"{base}/gateway.do?")
+    assert httpx.get(data["pay_params"]["url"], timeout=30).status_code == 200  # cashier
+    order = data["payment"]["payment_order"]
+    assert httpx.post(f"{base}/sandbox/alipay/trades/{order}/pay", timeout=30).status_code == 200
+    deadline = time.monotonic() + 30
+    balance = None
+    while time.monotonic() < deadline:
+        balance = httpx.get(f"{base}/v1/me", headers=headers, timeout=10).json()["data"]["balance"]
+        if balance == 2500:
+            break
+        time.sleep(0.2)
+    assert balance == 2500

@@ -36,6 +36,8 @@ def base_url(rt: Any) -> str:
     if configured:
         return str(configured).rstrip("/")
     host = rt.config.get("server.host", "127.0.0.1")
+    if host in ("0.0.0.0", "::", ""):  # listening everywhere: this machine reaches itself here
+        host = "127.0.0.1"
     return f"http://{host}:{rt.config.get('server.port', 8000)}"
 
 
