@@ -252,3 +252,26 @@ def test_channel_settings_live_or_sandbox(make_rt: Any, tmp_path: Any) -> None:
     assert default_settings(live, "wxpay")["gateway"] == "https://api.mch.weixin.qq.com"
     nothing = make_rt(sandbox={"dir": str(tmp_path / "none")})
     assert default_settings(nothing, "alipay") is None
+
+
+def test_bill_lookup(live: Live) -> None:
+    """PAY-20: login, numeric number, 1 lookup per 5 s per IP, the viewer's permission."""
+    _, headers = live.user()
+    _, stranger = live.user("stranger")
+    payment = live.create(headers, scene="recharge_money", amount=100, method="wxpay",
+                          channel="native").json()["data"]["payment"]
+    refused(live, live.http.post("/v1/payments/lookup", json={"order": payment["payment_order"]}),
+            401, "auth.required")
+    refused(live, live.http.post("/v1/payments/lookup", headers=headers, json={"order": "x1"}),
+            400, "payment.invalid_ref", "订单号必须是数字")
+    found = live.http.post("/v1/payments/lookup", headers=headers,
+                           json={"order": payment["payment_order"]})
+    assert found.status_code == 200, found.text
+    assert found.json()["data"] == {"id": payment["id"], "link": f"/v1/payments/{payment['id']}"}
+    refused(live, live.http.post("/v1/payments/lookup", headers=stranger,
+                                 json={"order": payment["payment_order"]}),
+            429, "payment.lookup_rate_limited", "查询过于频繁,请5秒后再试")
+    live.rt.redis.delete(*live.rt.redis.keys(f"{live.rt.keys.prefix}*payment_query*"))
+    refused(live, live.http.post("/v1/payments/lookup", headers=stranger,
+                                 json={"order": payment["payment_order"]}),
+            403, "payment.forbidden", "无权查看此订单")

@@ -129,6 +129,32 @@ class PaymentItem:
         ok(resp, await run_sync(lifecycle.sync, self.rt, data["id"]))
 
 
+class Lookup:
+    """PAY-20: any logged-in user looks a bill up by a payment or merchant number."""
+
+    def __init__(self, rt: Any):
+        self.rt = rt
+
+    async def on_post(self, req: Any, resp: Any) -> None:
+        """Find a bill by number (``{"order"}``); 1 request per 5 s per IP (SEC-06).
+
+        Answers the payment's id and the link of its detail, or why it may not be seen.
+        """
+        from gonglun.kv import RateLimiter
+
+        body = await json_body(req)
+        order = body.get("order")
+        if isinstance(order, int) and not isinstance(order, bool):
+            order = str(order)
+        if not isinstance(order, str) or not order.strip().isdigit():
+            raise GonglunError("payment.invalid_ref", "订单号必须是数字")
+        limiter = RateLimiter(self.rt.redis, self.rt.keys, algorithm="fixed")
+        await run_sync(limiter.require, f"payment_query:{req.remote_addr}", 1, 5.0,
+                       error="payment.lookup_rate_limited", msg="查询过于频繁,请5秒后再试")
+        _, data = await run_sync(_visible, self.rt, order.strip(), req.context.user)
+        ok(resp, {"id": data["id"], "link": f"/v1/payments/{data['id']}"})
+
+
 class Notify:
     """``POST /v1/notify/{alipay|wxpay}``: verified by the SDK, cross-checked, applied once."""
 
