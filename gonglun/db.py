@@ -182,6 +182,16 @@ def insert_ignore(session: Session, table: Any, values: dict[str, Any]) -> bool:
     return result.first() is not None if returning else bool(result.rowcount == 1)
 
 
+def insert_ignore_returning_id(session: Session, table: Any, values: dict[str, Any]) -> Any:
+    """``insert_ignore`` answering the new row's primary key, or None when it was a duplicate."""
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        stmt = _insert_ignore_statement(table, dialect, True)
+        return session.connection().execute(stmt, values).scalar()
+    result = session.connection().execute(_insert_ignore_statement(table, dialect, False), values)
+    return result.lastrowid if result.rowcount == 1 else None
+
+
 def insert_ignore_many(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
     """``insert_ignore`` for many rows (all with the same columns) in one executemany."""
     if rows:

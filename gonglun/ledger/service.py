@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from gonglun.accounts.models import User
-from gonglun.db import insert_ignore, utcnow
+from gonglun.db import insert_ignore, insert_ignore_returning_id, utcnow
 from gonglun.errors import GonglunError
 from gonglun.ledger.models import Balance, Posting
 
@@ -158,7 +158,7 @@ def _post(
     allow_negative: bool,
 ) -> PostingResult:
     # NOTE: a bare id lookup first: the repeat is rare, the common path should not load rows.
-    if session.scalar(select(Posting.id).where(Posting.idempotency_key == key)) is not None:
+    if session.connection().execute(_KEY_ID, {"k": key}).first() is not None:
         return _repeat(_by_key(session, key), user_id, delta, scene)
     current, version = _lock(session, user_id)
     after = current + delta
@@ -194,18 +194,13 @@ def _post(
     if posting_id is None:
         # A concurrent posting of the same key for another account won the unique key.
         return _repeat(_by_key(session, key), user_id, delta, scene)
-    table = Balance.__table__
-    updated = session.execute(
-        table.update()
-        .where(table.c.user_id == user_id, table.c.version == version)
-        .values(balance=after, version=version + 1, updated_at=now)
-    ).rowcount
+    updated = session.connection().execute(_BUMP, {
+        "u": user_id, "v": version, "new_balance": after, "new_version": version + 1, "now": now,
+    }).rowcount
     if updated != 1:
         raise GonglunError("ledger.concurrent_update", "余额并发更新冲突,请重试", status=409)
+    # The row is known in full: no need to load it back (a plain, unattached instance).
     posting = Posting(id=posting_id, **values)
-    # The row is known in full: attach it as persistent rather than SELECT it back.
-    make_transient_to_detached(posting)
-    session.add(posting)
     _hooks(rt_or_hooks).defer(
         session,
         "balance_changed",
@@ -217,19 +212,22 @@ def _post(
 
 def _insert_posting(session: Session, values: dict[str, Any]) -> int | None:
     """INSERT unless the key exists; the new id, or None when the key was already taken."""
-    table = Posting.__table__
-    dialect = session.get_bind().dialect.name
-    if dialect == "mysql":
-        from sqlalchemy.dialects.mysql import insert as mysql_insert
+    posting_id = insert_ignore_returning_id(session, Posting.__table__, values)
+    return int(posting_id) if posting_id is not None else None
 
-        result = session.execute(mysql_insert(table).values(**values).prefix_with("IGNORE"))
-        return int(result.lastrowid) if result.rowcount == 1 else None
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
-    return session.execute(stmt).scalar()
+
+# Built once, executed with parameters on the session's connection: the posting path is hot
+# (every recharge, refund and balance payment), and building statements costs more than running.
+_P, _B = Posting.__table__, Balance.__table__
+_KEY_ID = select(_P.c.id).where(_P.c.idempotency_key == bindparam("k"))
+#: FOR UPDATE renders nothing on SQLite, whose BEGIN IMMEDIATE already serialises.
+_LOCK = select(_B.c.balance, _B.c.version).where(_B.c.user_id == bindparam("u")).with_for_update()
+_BUMP = (
+    _B.update()
+    .where(_B.c.user_id == bindparam("u"), _B.c.version == bindparam("v"))
+    .values(balance=bindparam("new_balance"), version=bindparam("new_version"),
+            updated_at=bindparam("now"))
+)
 
 
 def _by_key(session: Session, key: str) -> Posting | None:
@@ -251,17 +249,12 @@ def _repeat(existing: Posting | None, user_id: int, delta: int, scene: str) -> P
 
 def _lock(session: Session, user_id: int) -> tuple[int, int]:
     """Lock the account's balance row (creating it at 0 first) and read balance and version."""
-    table = Balance.__table__
-    # NOTE: FOR UPDATE renders nothing on SQLite, whose BEGIN IMMEDIATE already serialises.
-    stmt = (
-        select(table.c.balance, table.c.version).where(table.c.user_id == user_id).with_for_update()
-    )
-    row = session.execute(stmt).first()
+    row = session.connection().execute(_LOCK, {"u": user_id}).first()
     if row is None:
         if session.scalar(select(User.id).where(User.id == user_id)) is None:
             raise GonglunError("ledger.unknown_user", "用户不存在", status=404)
         _create_balance_row(session, user_id)
-        row = session.execute(stmt).first()
+        row = session.connection().execute(_LOCK, {"u": user_id}).first()
         assert row is not None
     return int(row.balance), int(row.version)
 
