@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     select,
     update,
 )
@@ -73,6 +74,24 @@ class OutboxDone(Base):
     outbox_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     impl: Mapped[str] = mapped_column(String(191))
     done_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+_O, _D = OutboxEvent.__table__, OutboxDone.__table__
+# Built once: every deferred hook runs these (parameters carry the values).
+_CLAIM = (
+    _O.update()
+    .where(_O.c.key == bindparam("k"), _O.c.state == "pending",
+           (_O.c.claimed_until.is_(None)) | (_O.c.claimed_until < bindparam("now")))
+    .values(claimed_until=bindparam("until"), attempts=_O.c.attempts + 1)
+)
+_ROW = select(_O.c.id, _O.c.hook, _O.c.payload, _O.c.attempts).where(_O.c.key == bindparam("k"))
+_DONE = select(_D.c.impl).where(_D.c.outbox_id == bindparam("i"))
+_FINISH = (
+    _O.update()
+    .where(_O.c.id == bindparam("i"), _O.c.state == "pending")
+    .values(state=bindparam("state"), claimed_until=None, last_error=bindparam("error"),
+            done_at=bindparam("done"))
+)
 
 
 class Outbox:
@@ -177,23 +196,14 @@ class Outbox:
         """Run one deferred call. Returns done, skipped or missing; raises to ask for a retry."""
         now = utcnow()
         with self.rt.db.write() as session:
-            claimed = session.execute(
-                update(OutboxEvent)
-                .where(
-                    OutboxEvent.key == key,
-                    OutboxEvent.state == "pending",
-                    (OutboxEvent.claimed_until.is_(None)) | (OutboxEvent.claimed_until < now),
-                )
-                .values(claimed_until=now + self.lease, attempts=OutboxEvent.attempts + 1)
-            ).rowcount
-            row = session.execute(select(OutboxEvent).where(OutboxEvent.key == key)).scalar()
+            conn = session.connection()
+            claimed = conn.execute(_CLAIM, {"k": key, "now": now, "until": now + self.lease})
+            row = conn.execute(_ROW, {"k": key}).first()
             if row is None:
                 return "missing"
-            if not claimed:
+            if not claimed.rowcount:
                 return "skipped"
-            done = set(
-                session.scalars(select(OutboxDone.impl).where(OutboxDone.outbox_id == row.id))
-            )
+            done = {r.impl for r in conn.execute(_DONE, {"i": row.id})}
         kwargs = json.loads(row.payload)
         failures: list[str] = []
         for impl in self.rt.hooks.implementations(row.hook):
@@ -205,30 +215,21 @@ class Outbox:
                 log.exception("deferred %s (%s): %s failed", row.hook, key, impl.plugin)
                 failures.append(f"{impl.plugin}: {type(exc).__name__}: {exc}")
                 continue
+            # Recorded at once, so a retry after a later failure never repeats this one.
             with self.rt.db.write() as session:
-                insert_ignore(
-                    session,
-                    OutboxDone.__table__,
-                    {"outbox_id": row.id, "impl": impl.plugin, "done_at": utcnow()},
-                )
+                insert_ignore(session, OutboxDone.__table__,
+                              {"outbox_id": row.id, "impl": impl.plugin, "done_at": utcnow()})
+        # ``attempts`` was read after this delivery's claim counted it.
+        gave_up = bool(failures) and row.attempts >= self.max_attempts
         with self.rt.db.write() as session:
-            if not failures:
-                session.execute(
-                    update(OutboxEvent)
-                    .where(OutboxEvent.id == row.id, OutboxEvent.state == "pending")
-                    .values(state="done", done_at=utcnow(), claimed_until=None, last_error=None)
-                )
-                return "done"
-            gave_up = row.attempts >= self.max_attempts
-            session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id == row.id, OutboxEvent.state == "pending")
-                .values(
-                    state="failed" if gave_up else "pending",
-                    claimed_until=None,
-                    last_error="\n".join(failures)[:4000],
-                )
-            )
+            session.connection().execute(_FINISH, {
+                "i": row.id, "now": utcnow(),
+                "state": "failed" if gave_up else ("pending" if failures else "done"),
+                "error": "\n".join(failures)[:4000] if failures else None,
+                "done": None if failures else utcnow(),
+            })
+        if not failures:
+            return "done"
         if gave_up:
             log.error("deferred %s (%s) failed %d times; left as failed", row.hook, key,
                       row.attempts)

@@ -178,3 +178,21 @@ def test_worker_dying_mid_message_loses_nothing(make_rt: Any, tmp_path: Path) ->
     drain(rt)
     assert calls == [{"user_id": 7, "n": 1}]
     assert state_of(rt, "crash") == "done"
+
+
+def test_an_event_that_keeps_failing_is_left_failed(make_rt: Any) -> None:
+    rt = make_rt(outbox={"max_retries": 2})
+    calls: list[dict[str, Any]] = []
+    rt.pm.register(recorder(calls, fail_times=10), "broken")
+    fire(rt, "doomed")
+    from gonglun.hooks.deferred import DeferredFailure
+
+    with pytest.raises(DeferredFailure):
+        rt.outbox.consume("doomed")
+    assert state_of(rt, "doomed") == "pending"
+    assert rt.outbox.consume("doomed") == "failed"
+    assert state_of(rt, "doomed") == "failed"
+    assert rt.outbox.consume("doomed") == "skipped"
+    with rt.db.read() as session:
+        error = session.execute(select(OutboxEvent.last_error)).scalar()
+    assert "transient failure" in error
