@@ -150,6 +150,10 @@ def _by_request_key(rt: Any, request_key: str | None) -> dict[str, Any] | None:
         return payment_dict(row) if row else None
 
 
+#: Built once; RETURNING gives the id (and every default) without a second query.
+_INSERT = Payment.__table__.insert().returning(*Payment.__table__.c)
+
+
 def _insert(
     rt: Any, req: OrderRequest, user: Any, *, ip: str | None, fingerprint: str | None,
     request_key: str | None,
@@ -160,45 +164,30 @@ def _insert(
     if existing is not None:
         return existing, False
     now = utcnow()
+    order = new_order_number(now)
+    values: dict[str, Any] = {
+        "payment_order": order, "user_id": user.id if user else None,
+        "seller_id": req.seller_id, "scene": req.scene.key, "title": req.title,
+        "amount": req.amount, "method": req.method, "channel": req.channel,
+        "state": "wait_pay", "pay_order": None, "paid_at": None, "paid_amount": None,
+        "payer_ip": ip, "fingerprint": fingerprint, "request_key": request_key,
+        "created_at": now, "close_deadline": now + dt.timedelta(minutes=req.scene.close_minutes),
+        "refund_amount": 0, "income": 0, "meta": "{}", "version": 0, "late": False,
+    }
     with rt.db.write() as session:
         _guards(rt, session, req, user)
-        payment = Payment(
-            payment_order=new_order_number(now),
-            user_id=user.id if user else None,
-            seller_id=req.seller_id,
-            scene=req.scene.key,
-            title=req.title,
-            amount=req.amount,
-            method=req.method,
-            channel=req.channel,
-            state="wait_pay",
-            payer_ip=ip,
-            fingerprint=fingerprint,
-            request_key=request_key,
-            created_at=now,
-            close_deadline=now + dt.timedelta(minutes=req.scene.close_minutes),
-            refund_amount=0,
-            income=0,
-            meta="{}",
-            version=0,
-            late=False,
-        )
-        session.add(payment)
-        session.flush()
         if req.method == "money":
-            # BAL-07: the payer is the session user; the debit refuses an overdraft.
+            # BAL-07: the payer is the session user; the debit refuses an overdraft and rolls
+            # the whole order back with it.
             post(rt, session, user_id=user.id, delta=-req.amount, scene=req.scene.key,
-                 ref=payment.payment_order, key=f"pay:{payment.payment_order}",
-                 remark=f"余额支付:{req.scene.name}")
-            payment.state = "ok"
-            payment.pay_order = new_order_number(now)
-            payment.paid_at = now
-            payment.paid_amount = req.amount
-            payment.version = 1
-        data = payment_dict(payment)
-        rt.hooks.defer(session, "payment_created", key=f"payment_created:{payment.id}",
+                 ref=order, key=f"pay:{order}", remark=f"余额支付:{req.scene.name}")
+            values.update(state="ok", pay_order=new_order_number(now), paid_at=now,
+                          paid_amount=req.amount, version=1)
+        row = session.connection().execute(_INSERT, values).first()
+        data = payment_dict(row)
+        rt.hooks.defer(session, "payment_created", key=f"payment_created:{data['id']}",
                        payment=data)
-        if payment.state == "ok":
-            rt.hooks.defer(session, "payment_success", key=f"payment_success:{payment.id}",
+        if data["state"] == "ok":
+            rt.hooks.defer(session, "payment_success", key=f"payment_success:{data['id']}",
                            payment=data)
     return data, True
