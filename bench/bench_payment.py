@@ -145,6 +145,9 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+            from gonglun.testing import cleanup_redis
+
+            cleanup_redis(rt)  # its cache entries and the queued (never consumed) messages
             rt.close()
     results.update({"backend": backend, "uvicorn_workers": workers,
                     "machine": f"{platform.platform()} cpus={os.cpu_count()}",

@@ -71,8 +71,14 @@ def isolated_config(database_url: str, tmp: Path, **sections: Any) -> Config:
 
 
 def cleanup_redis(rt: Any) -> None:
-    """Delete every key under the runtime's prefix and its Dramatiq namespace."""
-    for pattern in (f"{rt.keys.prefix}*", f"{rt.namespace}-dramatiq*"):
-        keys = list(rt.redis.scan_iter(match=pattern, count=1000))
-        if keys:
-            rt.redis.delete(*keys)
+    """Delete every key under the runtime's prefix and its Dramatiq namespace (on the broker's
+    Redis too, which may be another database or server)."""
+    clients = [(rt.redis, f"{rt.keys.prefix}*"), (rt.redis, f"{rt.namespace}-dramatiq*")]
+    redis_broker = rt._broker is not None or rt.config.broker_url.startswith("redis")
+    broker_client = getattr(rt.broker, "client", None) if redis_broker else None
+    if broker_client is not None:
+        clients.append((broker_client, f"{rt.namespace}-dramatiq*"))
+    for client, pattern in clients:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
