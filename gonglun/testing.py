@@ -70,6 +70,22 @@ def isolated_config(database_url: str, tmp: Path, **sections: Any) -> Config:
     return Config(data)
 
 
+def cleanup_broker(rt: Any) -> None:
+    """Delete the RabbitMQ queues a test runtime declared (queues outlive connections)."""
+    broker = rt._broker
+    if broker is None or type(broker).__name__ != "RabbitmqBroker":
+        return
+    from dramatiq.common import dq_name, xq_name
+
+    try:
+        channel = broker.channel
+        for queue in list(broker.get_declared_queues()):
+            for name in (queue, dq_name(queue), xq_name(queue)):
+                channel.queue_delete(name)
+    except Exception:  # the broker may be down on purpose; nothing to clean then
+        return
+
+
 def cleanup_redis(rt: Any) -> None:
     """Delete every key under the runtime's prefix and its Dramatiq namespace (on the broker's
     Redis too, which may be another database or server)."""

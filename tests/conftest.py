@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gonglun.testing import cleanup_redis, fresh_database, isolated_config
+from gonglun.testing import cleanup_broker, cleanup_redis, fresh_database, isolated_config
 
 
 @pytest.fixture
@@ -41,6 +41,7 @@ def make_rt(tmp_path: Path) -> Iterator[Any]:
     yield factory
     for rt in made:
         cleanup_redis(rt)
+        cleanup_broker(rt)
         rt.close()
     for ctx in reversed(stack):
         ctx.__exit__(None, None, None)
