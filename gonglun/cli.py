@@ -193,6 +193,18 @@ def cmd_audit(rt: Any, args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_jobs_list(rt: Any, args: argparse.Namespace) -> int:
+    jobs = [{"name": j.name, "every_s": j.every_s, "actor": j.actor} for j in rt.periodic_jobs()]
+    actors = [{"name": a.name, "queue": a.queue, "max_retries": a.max_retries}
+              for a in rt.actor_specs()]
+    if args.json:
+        print(json.dumps({"jobs": jobs, "actors": actors}, ensure_ascii=False, indent=2))
+        return 0
+    for job in jobs:
+        print(f"{job['name']:<28} every {job['every_s']:>8g}s  -> {job['actor']}")
+    return 0
+
+
 def cmd_outbox(rt: Any, args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
 
@@ -266,6 +278,7 @@ def build_parser(rt: Any) -> argparse.ArgumentParser:
     for name, fn, helptext in (
         ("plugins", cmd_plugins_list, "every plugin: name, source, enabled"),
         ("hooks", cmd_hooks_list, "every hook: kind, deferred, implementations in call order"),
+        ("jobs", cmd_jobs_list, "periodic jobs and the actors they enqueue"),
     ):
         group = sub.add_parser(name, help=helptext).add_subparsers(dest="sub", required=True)
         lst = group.add_parser("list", help=helptext)

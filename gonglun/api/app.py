@@ -63,6 +63,39 @@ async def _unexpected(req: Any, resp: Any, ex: Exception, params: Any, ws: Any =
     resp.media = {"code": 500, "error": "server.error", "msg": f"服务器内部错误 (请求 {rid})"}
 
 
+class OutboxCollector:
+    """``gonglun_outbox_events{state}``: deferred hooks by state, read at scrape time.
+
+    A growing ``pending`` means workers are behind or the broker is unreachable; any
+    ``failed`` needs a human (``gonglun outbox``).
+    """
+
+    def __init__(self, rt: Any):
+        self.rt = rt
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+        from sqlalchemy import func, select
+
+        from gonglun.hooks.deferred import OutboxEvent
+
+        family = GaugeMetricFamily("gonglun_outbox_events", "Deferred hook calls by state",
+                                   labels=["state"])
+        counts = {"pending": 0, "done": 0, "failed": 0}
+        try:
+            with self.rt.db.read() as session:
+                rows = session.execute(
+                    select(OutboxEvent.state, func.count()).group_by(OutboxEvent.state)
+                ).all()
+            counts.update({state: count for state, count in rows})
+        except Exception:  # a scrape must never fail because the database is down
+            log.warning("outbox metrics: database unavailable", exc_info=True)
+            return
+        for state, count in counts.items():
+            family.add_metric([state], count)
+        yield family
+
+
 class BlockingPool:
     """Lifespan: size the thread pool that runs blocking work (SQLAlchemy, SDK calls).
 
@@ -100,6 +133,7 @@ def create_app(config: Config | None = None, *, rt: Any = None) -> falcon.asgi.A
     if metrics is None:
         rt.metrics_registry = CollectorRegistry()
         metrics = rt.api_metrics = Metrics(rt.metrics_registry)
+        rt.metrics_registry.register(OutboxCollector(rt))
     app = falcon.asgi.App(
         middleware=[RequestContext(), Authentication(rt), metrics, BlockingPool(rt)]
     )

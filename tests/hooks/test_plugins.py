@@ -144,3 +144,18 @@ def test_hooks_doc_is_current() -> None:
 
     text = (ROOT / "docs" / "hooks.md").read_text("utf-8")
     assert text == render(), "run: python -m gonglun.hooks.docs > docs/hooks.md"
+
+
+def test_jobs_list_json() -> None:
+    out = gonglun_cli("jobs", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    listing = json.loads(out.stdout)
+    jobs = {j["name"]: j for j in listing["jobs"]}
+    actors = {a["name"] for a in listing["actors"]}
+    assert jobs["outbox_sweep"]["actor"] == "gonglun.outbox_sweep"
+    assert jobs["payment.close_expired"]["every_s"] == 30
+    for job in jobs.values():
+        assert job["actor"] in actors
+    without = {"GONGLUN_PLUGINS_DISABLED": "payment,refund,identify,face"}
+    out = gonglun_cli("jobs", "list", env=without)
+    assert "payment.close_expired" not in out.stdout and "outbox_sweep" in out.stdout

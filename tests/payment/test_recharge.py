@@ -149,3 +149,19 @@ def test_fifty_concurrent_duplicates_one_success(live: Live) -> None:
     assert events == 1
     assert postings == 1
     assert live.balance(headers) == 888
+
+
+def test_metrics_count_notifications_and_outbox(live: Live) -> None:
+    _, headers = live.user()
+    payment = recharge_alipay(live, headers, amount=321)
+    live.sb.post(f"/sandbox/alipay/trades/{payment['payment_order']}/pay")
+    wait_until(lambda: live.balance(headers) == 321, what="credited")
+    live.settle_outbox()
+    live.http.post("/v1/notify/alipay", content=b"sign=bad&out_trade_no=1",
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    text = live.http.get("/metrics").text
+    assert 'gonglun_payment_notifications_total{channel="alipay",outcome="applied"} 1.0' in text
+    assert ('gonglun_payment_notifications_total{channel="alipay",'
+            'outcome="rejected:bad_signature"} 1.0') in text
+    assert 'gonglun_outbox_events{state="pending"} 0.0' in text
+    assert 'gonglun_outbox_events{state="failed"} 0.0' in text

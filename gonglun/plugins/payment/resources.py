@@ -184,6 +184,21 @@ class Notify:
         return accepted(apply(self.rt, self.method, cp, source="notify", body=body,
                               require_merchant=True))
 
+    def count(self, outcome: str) -> None:
+        """``gonglun_payment_notifications_total{channel, outcome}`` (rejections by reason)."""
+        counter = self.rt.__dict__.get("_notification_counter")
+        if counter is None:
+            registry = getattr(self.rt, "metrics_registry", None)
+            if registry is None:
+                return
+            from prometheus_client import Counter
+
+            counter = self.rt.__dict__.setdefault("_notification_counter", Counter(
+                "gonglun_payment_notifications", "Channel notifications by outcome",
+                ["channel", "outcome"], registry=registry,
+            ))
+        counter.labels(self.method, outcome).inc()
+
     async def handle_async(self, headers: dict[str, str], body: bytes) -> bool:
         # NOTE: verification is a fraction of a millisecond of CPU (OpenSSL) and a log line;
         # a thread hop would cost about as much, so it runs on the loop. Forgeries are rare.
@@ -191,12 +206,14 @@ class Notify:
         if cp is None:
             await run_sync(record_notification, self.rt, self.method, body,
                            "rejected:bad_signature", verified=False)
+            self.count("rejected:bad_signature")
             return False
         if not cp.paid:
             outcome = await run_sync(apply, self.rt, self.method, cp, source="notify",
                                      body=body, require_merchant=True)
         else:
             outcome = await self.batcher.submit(cp, body)
+        self.count(outcome)
         return accepted(outcome)
 
     async def on_post(self, req: Any, resp: Any) -> None:
