@@ -8,9 +8,8 @@ arguments never break old plugins. Deferred actions carry only ids and JSON prim
 written to the outbox inside the business transaction and run on a worker after commit.
 
 Catalog mapping (spec/requirements.md): CORE-02 payment_success, CORE-03 payment_created and
-payment_guard, CORE-04 channel_pay, CORE-05 channel_query, CORE-06 payment_closed, CORE-07
-channel_close, CORE-08 channel_config, CORE-09/10 refund_guard and channel_refund, CORE-11
-refund_ok, CORE-12 refund_abnormal, CORE-13 channel_refund_query, CORE-14 balance_changed,
+payment_guard, CORE-04/05/07 channel_adapter, CORE-06 payment_closed, CORE-08 channel_config,
+CORE-09/10 refund_guard, CORE-11 refund_ok, CORE-12 refund_abnormal, CORE-14 balance_changed,
 CORE-15 identify_close, CORE-16 face_guard, CORE-17 face_ok, CORE-18 account_reset, CORE-19/20
 binding_changed, CORE-21 notify, CORE-24 order_access, CORE-25 user_login, user_registered,
 sms_code_check, CORE-27 client_event. CORE-01 (the result envelope), CORE-22 (cached queries),
@@ -122,23 +121,11 @@ def channel_config(rt: Any, method: str) -> Any:
 
 
 @decision
-def channel_pay(rt: Any, payment: dict[str, Any], channel: str, extra: dict[str, Any]) -> Any:
-    """Pay parameters for the client from the channel owning ``payment['method']`` (CORE-04)."""
-
-
-@decision
-def channel_query(rt: Any, payment: dict[str, Any]) -> Any:
-    """The channel's view of the order (state, paid amount, trade number) (CORE-05)."""
-
-
-@decision
-def channel_close(rt: Any, payment: dict[str, Any]) -> Any:
-    """Close the order at the channel; answer a result dict (CORE-07)."""
-
-
-@decision
-def channel_verify_notify(rt: Any, method: str, headers: dict[str, str], body: bytes) -> Any:
-    """Verify and decode a channel notification; None when ``method`` is not yours."""
+def channel_adapter(rt: Any, method: str, settings: dict[str, Any]) -> Any:
+    """The object that speaks channel ``method`` (pay parameters, query, close, notification
+    verification, statements: ``gonglun.plugins.payment.channels.base.Channel``), built from
+    ``settings``; None when not yours (CORE-04, CORE-05, CORE-07). The payment plugin answers
+    for alipay and wxpay; a plugin may answer first to replace one (another SDK, a proxy)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,16 +138,6 @@ def refund_guard(
     rt: Any, errors: list[Any], session: Any, payment: dict[str, Any], request: dict[str, Any]
 ) -> list[Any]:
     """Extra checks before a refund (CORE-10); append ``GonglunError`` items to refuse it."""
-
-
-@decision
-def channel_refund(rt: Any, payment: dict[str, Any], refund: dict[str, Any]) -> Any:
-    """Ask the channel to refund; answer the outcome (SUCCESS, PROCESSING, ABNORMAL...)."""
-
-
-@decision
-def channel_refund_query(rt: Any, payment: dict[str, Any]) -> Any:
-    """The channel's view of the payment's refund (CORE-13)."""
 
 
 @decision

@@ -275,3 +275,61 @@ def test_bill_lookup(live: Live) -> None:
     refused(live, live.http.post("/v1/payments/lookup", headers=stranger,
                                  json={"order": payment["payment_order"]}),
             403, "payment.forbidden", "无权查看此订单")
+
+
+def test_plugins_shape_payments_through_hooks(live: Live) -> None:
+    """payment_guard refuses, order_access widens, payment_detail adds, payment_created fires,
+    channel_adapter replaces a channel: all from a plugin, no payment code touched."""
+    from types import SimpleNamespace
+
+    from gonglun.errors import GonglunError
+    from gonglun.hooks import hookimpl
+    from gonglun.plugins.payment.channels import WxpayChannel
+
+    owner, headers = live.user()
+    auditor_id, auditor = live.user("auditor")
+    created: list[int] = []
+    adapters: list[str] = []
+
+    class TracingWxpay(WxpayChannel):
+        def pay_params(self, payment: dict[str, Any], channel: str, extra: dict[str, Any]):
+            adapters.append(payment["payment_order"])
+            return super().pay_params(payment, channel, extra)
+
+    @hookimpl
+    def payment_guard(errors: list[Any], amount: int) -> list[Any]:
+        if amount == 4444:
+            errors.append(GonglunError("shop.unlucky_amount", "不吉利的金额"))
+        return errors
+
+    @hookimpl
+    def order_access(allow: bool, viewer: Any) -> bool:
+        return allow or viewer.id == auditor_id
+
+    @hookimpl
+    def payment_detail(detail: dict[str, Any]) -> dict[str, Any]:
+        return {**detail, "shop": "宫论古玩"}
+
+    @hookimpl
+    def payment_created(payment: dict[str, Any]) -> None:
+        created.append(payment["id"])
+
+    @hookimpl(priority=1)
+    def channel_adapter(method: str, settings: dict[str, Any]) -> Any:
+        return TracingWxpay(settings) if method == "wxpay" else None
+
+    live.rt.pm.register(SimpleNamespace(
+        payment_guard=payment_guard, order_access=order_access, payment_detail=payment_detail,
+        payment_created=payment_created, channel_adapter=channel_adapter), "shop")
+    live.rt.__dict__.pop("_payment_channels", None)  # adapters are built once per runtime
+
+    refused(live, live.create(headers, scene="recharge_money", amount=4444, method="wxpay",
+                              channel="native"), 400, "shop.unlucky_amount", "不吉利的金额")
+    assert count_payments(live) == 0
+    payment = live.create(headers, scene="recharge_money", amount=4443, method="wxpay",
+                          channel="native").json()["data"]["payment"]
+    assert adapters == [payment["payment_order"]]
+    seen = live.http.get(f"/v1/payments/{payment['id']}", headers=auditor)
+    assert seen.status_code == 200 and seen.json()["data"]["detail"]["shop"] == "宫论古玩"
+    live.settle_outbox()
+    assert created == [payment["id"]] and owner

@@ -5,6 +5,7 @@ Other plugins use only what is exported here (and the hooks): read a payment, it
 
 from gonglun.plugins.payment.plugin import (
     audit,
+    channel_adapter,
     channel_config,
     payment_success,
     push_payment_success,
@@ -26,6 +27,7 @@ REQUIRES: tuple[str, ...] = ()
 __all__ = [
     "REQUIRES",
     "audit",
+    "channel_adapter",
     "channel_config",
     "payment_success",
     "push_payment_success",

@@ -57,6 +57,14 @@ def channel_config(rt: Any, method: str) -> Any:
 
 
 @hookimpl
+def channel_adapter(method: str, settings: dict[str, Any]) -> Any:
+    from gonglun.plugins.payment.channels import ADAPTERS
+
+    adapter = ADAPTERS.get(method)
+    return adapter(settings) if adapter is not None else None
+
+
+@hookimpl
 def register_actors(rt: Any, actors: list[Any]) -> list[Any]:
     from gonglun.plugins.payment import lifecycle, logs
     from gonglun.tasks import ActorSpec

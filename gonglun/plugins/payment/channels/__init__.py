@@ -86,8 +86,11 @@ def get_channel(rt: Any, method: str) -> Channel:
     with _lock:
         if method not in cache:
             settings = rt.hooks.decide("channel_config", method=method)
-            if settings is None or method not in ADAPTERS:
+            adapter = None
+            if settings is not None:
+                adapter = rt.hooks.decide("channel_adapter", method=method, settings=settings)
+            if adapter is None:
                 raise GonglunError("payment.channel_unavailable", f"支付渠道未配置: {method}",
                                    status=503)
-            cache[method] = ADAPTERS[method](settings)
+            cache[method] = adapter
     return cache[method]
