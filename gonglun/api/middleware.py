@@ -14,8 +14,8 @@ from gonglun.errors import GonglunError
 
 log = logging.getLogger("gonglun.api")
 
+#: A role reaches every ``auth`` level at or below its own rank.
 ROLE_RANK = {"user": 0, "admin": 1, "superadmin": 2}
-AUTH_RANK = {"user": 0, "admin": 1, "superadmin": 2}
 
 
 def bearer(header: str | None) -> str | None:
@@ -68,7 +68,7 @@ class Authentication:
         if user is None:
             raise GonglunError("auth.required", "请先登录", status=401,
                                headers={"WWW-Authenticate": "Bearer"})
-        if ROLE_RANK.get(user.role, -1) < AUTH_RANK.get(level, 99):
+        if ROLE_RANK.get(user.role, -1) < ROLE_RANK.get(level, 99):
             raise GonglunError("auth.forbidden", "非法请求", status=403)
 
 

@@ -141,17 +141,13 @@ class Hooks:
         """Fire ``name`` after ``session`` commits, on a worker, exactly once per ``key``."""
         if self.deferrer is None:
             raise RuntimeError("deferred hooks need the outbox (Runtime wires it)")
-        info = SPECS.get(name)
-        if info is None or info.kind != "action":
-            raise ValueError(f"only actions can be deferred, not {name!r}")
+        _deferrable(name)
         return self.deferrer(session, name, key=key, kwargs=kwargs)
 
     def defer_many(self, session: Any, calls: list[tuple[str, str, dict[str, Any]]]) -> None:
         """``defer`` for many ``(name, key, kwargs)`` at once, in one statement."""
         for name, _key, _kwargs in calls:
-            info = SPECS.get(name)
-            if info is None or info.kind != "action":
-                raise ValueError(f"only actions can be deferred, not {name!r}")
+            _deferrable(name)
         self.rt.outbox.defer_many(session, calls)
 
     def _traced(self, name: str, impls: tuple[Impl, ...], kwargs: dict[str, Any], kind: str) -> Any:
@@ -229,6 +225,12 @@ class Hooks:
         return True
 
     remove_filter = remove_action
+
+
+def _deferrable(name: str) -> None:
+    info = SPECS.get(name)
+    if info is None or info.kind != "action":
+        raise ValueError(f"only actions can be deferred, not {name!r}")
 
 
 def _first_arg(name: str) -> str:

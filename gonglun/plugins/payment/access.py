@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from gonglun.plugins.payment.records import METHOD_LABELS, STATE_LABELS
+from gonglun.plugins.payment.records import METHOD_LABELS, STATE_LABELS, meta
 from gonglun.plugins.payment.scenes import scenes_for
 
 REFUND_WAYS = {"admin": "平台管理员", "seller": "卖家", "system": "系统自动"}
@@ -51,10 +50,7 @@ def detail(rt: Any, record: dict[str, Any], viewer: Any) -> dict[str, Any]:
         "seller_id": payment.get("seller_id"),
         "late": payment.get("late", False),
     }
-    try:
-        info = json.loads(record.get("meta") or "{}")
-    except ValueError:
-        info = {}
+    info = meta(record.get("meta"))
     refund_meta = info.get("refund") or {}
     if payment.get("refund_order"):
         data["refund"] = {

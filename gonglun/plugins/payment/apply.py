@@ -9,7 +9,6 @@ deferred with the key ``payment_success:<id>`` in the same transaction.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from typing import Any
 
@@ -185,7 +184,3 @@ def _late(rt: Any, session: Any, payment: Payment, cp: ChannelPayment, paid_at: 
         rt.hooks.defer(session, "payment_success", key=f"payment_success:{payment.id}",
                        payment=data)
     return LATE
-
-
-def cp_json(cp: ChannelPayment) -> str:
-    return json.dumps({k: v for k, v in cp.__dict__.items() if k != "raw"}, default=str)

@@ -36,6 +36,11 @@ def shanghai_naive_to_utc(text: str | None) -> dt.datetime | None:
     return local.replace(tzinfo=SHANGHAI).astimezone(dt.UTC)
 
 
+def as_datetime(value: dt.datetime | str) -> dt.datetime:
+    """A payment dict carries ISO text; rows carry datetimes. Either, as a datetime."""
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 def rfc3339(value: dt.datetime) -> str:
     return value.astimezone(SHANGHAI).isoformat(timespec="seconds")
 

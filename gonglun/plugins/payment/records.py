@@ -43,9 +43,10 @@ def payment_dict(p: Payment) -> dict[str, Any]:
     return out
 
 
-def meta(p: Payment) -> dict[str, Any]:
+def meta(text: str | None) -> dict[str, Any]:
+    """A payment's ``meta`` JSON as a dict ({} when empty or not an object)."""
     try:
-        value = json.loads(p.meta or "{}")
+        value = json.loads(text or "{}")
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}

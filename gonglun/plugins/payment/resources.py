@@ -174,16 +174,6 @@ class Notify:
             log.warning("%s notification with a bad signature refused", self.method)
         return cp
 
-    def handle(self, headers: dict[str, str], body: bytes) -> bool:
-        """Verify and apply one notification synchronously (no group commit)."""
-        cp = self.verify(headers, body)
-        if cp is None:
-            record_notification(self.rt, self.method, body, "rejected:bad_signature",
-                                verified=False)
-            return False
-        return accepted(apply(self.rt, self.method, cp, source="notify", body=body,
-                              require_merchant=True))
-
     def count(self, outcome: str) -> None:
         """``gonglun_payment_notifications_total{channel, outcome}`` (rejections by reason)."""
         counter = self.rt.__dict__.get("_notification_counter")

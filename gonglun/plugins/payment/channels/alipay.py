@@ -21,6 +21,7 @@ from gonglun.plugins.payment.channels.base import (
     merge_statement_row,
 )
 from gonglun.plugins.payment.money import (
+    as_datetime,
     fen_to_yuan,
     rfc3339,
     shanghai_naive_to_utc,
@@ -207,11 +208,7 @@ class AlipayChannel:
 
 
 def _alipay_time(value: Any) -> str:
-    import datetime as dt
-
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return rfc3339(value).replace("T", " ")[:19]
+    return rfc3339(as_datetime(value)).replace("T", " ")[:19]
 
 
 def parse_alipay_statement(text: str) -> list[StatementRow]:

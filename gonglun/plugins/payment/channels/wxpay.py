@@ -19,7 +19,7 @@ from gonglun.plugins.payment.channels.base import (
     StatementRow,
     merge_statement_row,
 )
-from gonglun.plugins.payment.money import parse_rfc3339, rfc3339, yuan_to_fen
+from gonglun.plugins.payment.money import as_datetime, parse_rfc3339, rfc3339, yuan_to_fen
 
 PAY_TYPES = {
     "native": WeChatPayType.NATIVE,
@@ -70,7 +70,7 @@ class WxpayChannel:
             "description": payment["title"] or payment["scene"],
             "out_trade_no": payment["payment_order"],
             "amount": {"total": payment["amount"], "currency": "CNY"},
-            "time_expire": rfc3339(_aware(payment["close_deadline"])),
+            "time_expire": rfc3339(as_datetime(payment["close_deadline"])),
             "pay_type": PAY_TYPES[channel],
         }
         if channel == "jsapi":
@@ -157,12 +157,6 @@ class WxpayChannel:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         return parse_wxpay_statement(raw.decode("utf-8-sig"))
-
-
-def _aware(value: Any) -> Any:
-    import datetime as dt
-
-    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def parse_wxpay_statement(text: str) -> list[StatementRow]:
