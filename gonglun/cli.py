@@ -56,14 +56,33 @@ def cmd_serve(rt: Any, args: argparse.Namespace) -> int:
     rt.config.data["server"].update(host=host, port=port)
     _ensure_schema(rt)
     app = create_app(rt=rt)
+    banner(rt, host, port)
     uvicorn.run(app, host=host, port=port, ws="auto", lifespan="on",
                 log_level=args.log_level)
     return 0
 
 
+def banner(rt: Any, host: str, port: int) -> None:
+    """What this server is: where, on what, with which channels; loud if payments are fake."""
+    from gonglun.embedded import SIMULATED
+
+    mode = "embedded default" if rt.config.embedded_default else "configured services"
+    lines = [f"gonglun: serving http://{host}:{port} ({mode}, database {rt.db.dialect})"]
+    if rt.config.sandbox_enabled:
+        lines.append("gonglun: gateway sandbox ON at /sandbox, /gateway.do, /v3: payments are "
+                     "simulated")
+    for problem in rt.startup_problems():
+        lines.append(f"gonglun: WARNING: {problem}")
+    if rt.config.sandbox_explicit:
+        bar = "!" * 78
+        lines = [bar, f"!! {SIMULATED}", bar, *lines]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
 def cmd_worker(rt: Any, args: argparse.Namespace) -> int:
     import dramatiq
 
+    rt.startup_problems()
     threads = args.threads or int(rt.config.get("broker.worker_threads", 4))
     if args.processes > 1:
         import multiprocessing
@@ -124,12 +143,28 @@ def cmd_migrate(rt: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def read_password(args: argparse.Namespace) -> str:
+    """``--password`` (visible in ``ps`` and shell history: avoid), ``--password-stdin``, or a
+    prompt when stdin is a terminal; otherwise the first line of stdin."""
+    if args.password is not None:
+        return str(args.password)
+    if not args.password_stdin and sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            raise GonglunError("user.password_mismatch", "两次输入的密码不一致")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 def cmd_users_add(rt: Any, args: argparse.Namespace) -> int:
     from gonglun.accounts import create_user, issue_token
 
+    password = read_password(args)
     _ensure_schema(rt)
     with rt.db.write() as session:
-        user = create_user(session, args.login, args.password, role=args.role,
+        user = create_user(session, args.login, password, role=args.role,
                            nickname=args.nickname)
         token = issue_token(session, user.id, label="cli")
         out = {"id": user.id, "login": user.login, "role": user.role, "token": token}
@@ -206,13 +241,35 @@ def cmd_jobs_list(rt: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(rt: Any, args: argparse.Namespace) -> int:
-    from sqlalchemy import func, select
+    from sqlalchemy import func, select, update
 
+    from gonglun.db import utcnow
     from gonglun.hooks.deferred import OutboxEvent
 
     if args.sweep:
         print(json.dumps({"sent": rt.outbox.sweep()}))
         return 0
+    if args.retry:
+        with rt.db.write() as session:
+            changed = session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_(args.retry), OutboxEvent.state == "failed")
+                .values(state="pending", attempts=0, next_attempt_at=utcnow(),
+                        claimed_until=None)
+            ).rowcount
+        print(json.dumps({"rearmed": changed, "sent": rt.outbox.sweep()}))
+        return 0
+    if args.failed:
+        with rt.db.read() as session:
+            rows = session.execute(
+                select(OutboxEvent.id, OutboxEvent.key, OutboxEvent.hook, OutboxEvent.attempts,
+                       OutboxEvent.created_at, OutboxEvent.last_error)
+                .where(OutboxEvent.state == "failed").order_by(OutboxEvent.id).limit(500)
+            ).all()
+        print(json.dumps([{"id": r.id, "key": r.key, "hook": r.hook, "attempts": r.attempts,
+                           "created_at": r.created_at.isoformat(), "error": r.last_error}
+                          for r in rows], ensure_ascii=False, indent=2))
+        return 1 if rows else 0
     with rt.db.read() as session:
         rows = session.execute(
             select(OutboxEvent.hook, OutboxEvent.state, func.count()).group_by(
@@ -243,6 +300,11 @@ def core_commands() -> list[Command]:
 
     def outbox_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--sweep", action="store_true", help="re-send pending events now")
+        p.add_argument("--failed", action="store_true",
+                       help="list events left failed, with the implementations that failed "
+                            "(exit 1 when there are any)")
+        p.add_argument("--retry", type=int, nargs="+", metavar="ID",
+                       help="re-arm failed events (after fixing their cause)")
 
     return [
         Command("serve", "serve the REST API (and, embedded, everything else)", serve_args,
@@ -270,7 +332,9 @@ def build_parser(rt: Any) -> argparse.ArgumentParser:
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True)
     add = users.add_parser("add", help="create a user and print a token")
     add.add_argument("login")
-    add.add_argument("--password", required=True)
+    add.add_argument("--password", help="prefer --password-stdin or the prompt")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of standard input")
     add.add_argument("--role", default="user", choices=["user", "admin", "superadmin"])
     add.add_argument("--nickname")
     add.set_defaults(run=cmd_users_add)
@@ -296,6 +360,10 @@ def build_parser(rt: Any) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    import os
+
+    # Databases, logs and key files this process creates are its owner's alone.
+    os.umask(0o077)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     config_path = None

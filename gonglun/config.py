@@ -6,6 +6,16 @@ Lookup order (later wins): built-in defaults, the TOML file (``GONGLUN_CONFIG``,
 ``GONGLUN_PLUGINS_DISABLED`` takes a comma list; any other setting is reachable as
 ``GONGLUN_<SECTION>__<KEY>`` (double underscore between levels), its value read as a TOML literal
 when it parses as one and as a plain string otherwise.
+
+Relative paths (``server.data_dir``, ``sandbox.dir``, ``sandbox.state_path``, ``payment.keyset``)
+are resolved once, at load, against the *home* directory: ``GONGLUN_HOME`` when set, else the
+folder of the configuration file in use, else the given ``home`` (``app.py`` passes its own
+folder), else the current directory. So ``uvicorn app:app`` started from another folder uses the
+same database and keys as ``gonglun serve`` run in the project.
+
+The **embedded default** is a configuration that names no database, Redis or broker: only there
+does the gateway sandbox switch itself on (``sandbox.enabled`` unset means "auto"); anywhere
+else it runs only when ``sandbox.enabled = true`` is set explicitly (DECISIONS.md 23).
 """
 
 from __future__ import annotations
@@ -17,16 +27,31 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+#: Settings holding paths, resolved against the home directory at load.
+PATH_SETTINGS = (("server", "data_dir"), ("sandbox", "dir"), ("sandbox", "state_path"),
+                 ("payment", "keyset"))
+
 #: Empty URLs select the embedded default (SQLite file, in-process Redis, in-process worker).
 DEFAULTS: dict[str, Any] = {
     "database": {"url": "", "echo": False, "pool_size": 16, "pre_ping": False},
     "redis": {"url": "", "prefix": "gl:"},
     "broker": {"url": "", "namespace": "gonglun", "worker_threads": 4},
     "plugins": {"disabled": []},
-    "server": {"host": "127.0.0.1", "port": 8000, "data_dir": "./var", "threads": 32},
+    "server": {
+        "host": "127.0.0.1", "port": 8000, "data_dir": "var", "threads": 32, "cpu_threads": 2,
+        "public_url": "", "max_body_bytes": 1_048_576, "trusted_proxies": [],
+        "metrics_token": "", "return_hosts": [],
+    },
     "hooks": {"trace": False},
-    "auth": {"token_ttl_days": 30},
-    "sandbox": {"enabled": True, "dir": ""},
+    "auth": {
+        "token_ttl_days": 30,
+        # Login throttling (per account and per client address): failures allowed per window,
+        # then a block that doubles with each further block, up to ``lockout_max_s``.
+        "login_failures": 5, "login_window_s": 300, "login_ip_failures": 20,
+        "lockout_s": 60, "lockout_max_s": 3600, "ws_ticket_ttl_s": 30,
+    },
+    #: ``enabled``: None = auto (on only on the embedded default), true/false = as said.
+    "sandbox": {"enabled": None, "dir": ""},
     "scheduler": {"tick_s": 1.0, "lease_s": 10},
     "outbox": {"sweep_s": 5, "max_retries": 20, "lease_s": 60},
     "ledger": {"negative_scenes": ["refund_reverse", "seller_debit", "admin_adjust"]},
@@ -88,7 +113,11 @@ class Config:
     """Merged settings with dotted-path access: ``config.get("refund.system_fail_cap", 3)``."""
 
     def __init__(self, data: Mapping[str, Any] | None = None):
+        #: What was given (file, environment, overrides), before defaults: tells "set" from
+        #: "defaulted" (the sandbox's auto mode, the embedded default).
+        self.given: dict[str, Any] = copy.deepcopy(dict(data or {}))
         self.data: dict[str, Any] = _merge(copy.deepcopy(DEFAULTS), data or {})
+        self.home: Path = Path.cwd()
 
     @classmethod
     def load(
@@ -96,20 +125,33 @@ class Config:
         path: str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
+        home: str | os.PathLike[str] | None = None,
     ) -> Config:
         environ = os.environ if environ is None else environ
-        file = Path(path or environ.get("GONGLUN_CONFIG", "gonglun.toml"))
+        base = Path(environ.get("GONGLUN_HOME") or home or Path.cwd()).resolve()
+        named = path or environ.get("GONGLUN_CONFIG")
+        file = Path(named) if named else base / "gonglun.toml"
+        if not file.is_absolute():
+            file = Path.cwd() / file
         data: dict[str, Any] = {}
         if file.exists():
             try:
                 data = tomllib.loads(file.read_text("utf-8"))
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{file}: {exc}") from exc
+            if not environ.get("GONGLUN_HOME"):
+                base = file.resolve().parent
         elif path is not None:
             raise ConfigError(f"configuration file not found: {file}")
         _merge(data, env_overrides(environ))
         _merge(data, overrides or {})
-        return cls(data)
+        config = cls(data)
+        config.home = base
+        for section, key in PATH_SETTINGS:
+            value = config.get(f"{section}.{key}")
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                config.data.setdefault(section, {})[key] = str(base / value)
+        return config
 
     def get(self, dotted: str, default: Any = None) -> Any:
         node: Any = self.data
@@ -124,12 +166,22 @@ class Config:
         return value if isinstance(value, dict) else {}
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
-        return Config(_merge(copy.deepcopy(self.data), overrides))
+        config = Config(_merge(copy.deepcopy(self.given), overrides))
+        config.home = self.home
+        return config
 
     # Convenience accessors for the settings every process needs.
     @property
     def data_dir(self) -> Path:
-        return Path(self.get("server.data_dir") or "./var")
+        return self.path("server.data_dir") or self.home / "var"
+
+    def path(self, dotted: str) -> Path | None:
+        """A path setting, relative ones taken from the home directory; None when unset."""
+        value = self.get(dotted)
+        if not value:
+            return None
+        path = Path(str(value))
+        return path if path.is_absolute() else self.home / path
 
     @property
     def database_url(self) -> str:
@@ -150,6 +202,24 @@ class Config:
     def embedded(self) -> bool:
         """True when no broker is configured: the worker runs inside the serving process."""
         return not self.broker_url
+
+    @property
+    def embedded_default(self) -> bool:
+        """Nothing configured: no database, Redis or broker is named (the one-machine setup)."""
+        return not (self.get("database.url") or self.redis_url or self.broker_url)
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        """The gateway sandbox runs where asked: explicitly, or on the embedded default."""
+        value = self.get("sandbox.enabled")
+        if value is None or value == "auto":
+            return self.embedded_default
+        return bool(value)
+
+    @property
+    def sandbox_explicit(self) -> bool:
+        """Switched on by an explicit ``sandbox.enabled = true`` (staging): announce it."""
+        return self.sandbox_enabled and self.get("sandbox.enabled") is True
 
     @property
     def disabled_plugins(self) -> list[str]:

@@ -21,6 +21,7 @@ def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
         Route("/v1/me", r.Me(rt), tags=("auth",)),
         Route("/v1/me/ledger", r.MeLedger(rt), tags=("balance",)),
         Route("/v1/ws", r.Push(rt), tags=("push",)),
+        Route("/v1/ws/tickets", r.WsTickets(rt), tags=("push",)),
     ]
 
 
@@ -29,3 +30,13 @@ def health(rt: Any, checks: dict[str, Any]) -> dict[str, Any]:
     from gonglun.api.core_resources import health_checks
 
     return health_checks(rt, checks)
+
+
+@hookimpl(priority=0)
+def startup_checks(rt: Any, problems: list[str]) -> list[str]:
+    """The sandbox outside the embedded default: payments are simulated (DECISIONS.md 23)."""
+    from gonglun.embedded import SIMULATED
+
+    if rt.config.sandbox_explicit:
+        problems.append(SIMULATED)
+    return problems

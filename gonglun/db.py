@@ -85,7 +85,7 @@ def make_engine(
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
         # NOTE: no pre-ping by default: it costs a round trip per transaction. A connection

@@ -16,12 +16,22 @@ log = logging.getLogger(__name__)
 
 
 def sandbox_dir(rt: Any) -> Path:
-    configured = rt.config.get("sandbox.dir")
-    return Path(configured) if configured else rt.config.data_dir / "sandbox"
+    return rt.config.path("sandbox.dir") or rt.config.data_dir / "sandbox"
 
 
 def sandbox_enabled(rt: Any) -> bool:
-    return bool(rt.config.get("sandbox.enabled", True)) and rt.config.embedded
+    """Only where asked for: on the embedded default, or with ``sandbox.enabled = true``."""
+    return rt.config.sandbox_enabled
+
+
+SIMULATED = ("PAYMENTS ARE SIMULATED: the gateway sandbox is enabled (sandbox.enabled = true); "
+             "no real money moves and anybody who reaches /sandbox/... can pay any order")
+
+
+def announce_sandbox(rt: Any) -> None:
+    """Say loudly, at start, that payments are simulated where that is not obvious (staging)."""
+    if rt.config.sandbox_explicit:
+        log.warning(SIMULATED)
 
 
 def attach_embedded(app: Any, rt: Any) -> None:

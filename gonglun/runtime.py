@@ -27,7 +27,20 @@ from gonglun.tasks import ActorSpec, PeriodicJob, declare, make_broker
 log = logging.getLogger(__name__)
 
 #: Modules whose import declares the core's tables (plugins add theirs via register_models).
-CORE_MODELS = ("gonglun.hooks.deferred", "gonglun.accounts.models", "gonglun.ledger.models")
+CORE_MODELS = ("gonglun.hooks.deferred", "gonglun.accounts.models", "gonglun.ledger.models",
+               "gonglun.idempotency")
+
+
+def _worker_beat(rt: Any) -> None:
+    from gonglun.heartbeat import beat
+
+    beat(rt, "worker")
+
+
+def _prune_keys(rt: Any) -> None:
+    from gonglun.idempotency import prune
+
+    prune(rt, float(rt.config.get("idempotency.keep_h", 24 * 7)))
 
 
 class Runtime:
@@ -77,12 +90,17 @@ class Runtime:
             ActorSpec(DEFERRED_BATCH, lambda rt, keys: rt.outbox.consume_many(keys),
                       queue="deferred"),
             ActorSpec("gonglun.outbox_sweep", lambda rt: rt.outbox.sweep(), max_retries=0),
+            ActorSpec("gonglun.heartbeat", _worker_beat, max_retries=0),
+            ActorSpec("gonglun.idempotency_prune", _prune_keys, max_retries=0),
         ]
         return self.hooks.apply_filters("register_actors", core)
 
     def periodic_jobs(self) -> list[PeriodicJob]:
         every = float(self.config.get("outbox.sweep_s", 5))
-        core = [PeriodicJob("outbox_sweep", every, "gonglun.outbox_sweep")]
+        beat = float(self.config.get("health.worker_beat_s", 15))
+        core = [PeriodicJob("outbox_sweep", every, "gonglun.outbox_sweep"),
+                PeriodicJob("heartbeat", beat, "gonglun.heartbeat"),
+                PeriodicJob("idempotency_prune", 3600.0, "gonglun.idempotency_prune")]
         return self.hooks.apply_filters("register_periodic_jobs", core)
 
     # -- broker and actors -------------------------------------------------------------------
@@ -109,6 +127,17 @@ class Runtime:
     def actor_names(self) -> list[str]:
         self.broker  # noqa: B018
         return sorted(self._actors)
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def startup_problems(self) -> list[str]:
+        """What the operator must fix or know, from every plugin; logged once per runtime."""
+        problems: list[str] = self.hooks.apply_filters("startup_checks", [])
+        if not self.__dict__.get("_startup_logged"):
+            self._startup_logged = True
+            for line in problems:
+                log.error("start-up check: %s", line)
+        return problems
 
     # -- push --------------------------------------------------------------------------------
 

@@ -68,10 +68,18 @@ class Scheduler:
         return enqueued
 
     def run(self) -> None:
+        """Tick until stopped; no error of Redis or the broker ends the loop (it is retried on
+        the next turn, and the heartbeat tells ``/v1/health`` whether turns still happen)."""
+        from gonglun.heartbeat import beat
+
         log.info("scheduler %s: %d job(s)", self.token, len(self.jobs))
         while not self._stop.is_set():
-            if self.is_leader():
-                self.tick()
+            try:
+                if self.is_leader():
+                    self.tick()
+                beat(self.rt, "scheduler")
+            except Exception:
+                log.warning("scheduler: tick failed; retrying next turn", exc_info=True)
             self._stop.wait(self.tick_s)
 
     def stop(self) -> None:

@@ -5,10 +5,13 @@ Other modules and plugins use only what this package exports.
 
 from gonglun.accounts.models import ROLES, STATUSES, ApiToken, User, UserMeta
 from gonglun.accounts.service import (
+    admit,
     all_meta,
     authenticate,
     ban,
+    check_password,
     create_user,
+    credentials,
     delete_meta,
     delete_user,
     get_meta,
@@ -32,10 +35,13 @@ __all__ = [
     "ApiToken",
     "User",
     "UserMeta",
+    "admit",
     "all_meta",
     "authenticate",
     "ban",
+    "check_password",
     "create_user",
+    "credentials",
     "delete_meta",
     "delete_user",
     "get_meta",

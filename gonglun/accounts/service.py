@@ -162,15 +162,35 @@ def authenticate(session: Session, login: str, password: str) -> User:
 
     Unknown login and wrong password are indistinguishable (same error, same time). Banned and
     deleted accounts are refused only after the password matched, so a ban is never revealed to
-    someone who does not own the account.
+    someone who does not own the account. (The API splits this in three so the Argon2 work runs
+    outside any transaction: ``credentials``, ``check_password``, ``admit``.)
     """
+    found = credentials(session, login)
+    if not check_password(found[1] if found else None, password):
+        raise GonglunError("auth.invalid_credentials", INVALID_CREDENTIALS, status=401)
+    assert found is not None
+    return admit(session, found[0], password)
+
+
+def credentials(session: Session, login: Any) -> tuple[int, str] | None:
+    """``(user_id, password_hash)`` of a login, or None (no such login)."""
     user = user_by_login(session, login) if isinstance(login, str) else None
+    return (user.id, user.password_hash) if user is not None else None
+
+
+def check_password(password_hash: str | None, password: Any) -> bool:
+    """CPU-heavy (Argon2): run it outside transactions, on the CPU pool. A missing hash costs
+    the same time as a real check."""
     candidate = password if isinstance(password, str) else ""
-    if user is None:
+    if password_hash is None:
         passwords.burn_time(candidate)
-        raise GonglunError("auth.invalid_credentials", INVALID_CREDENTIALS, status=401)
-    if not candidate or not passwords.verify_password(user.password_hash, candidate):
-        raise GonglunError("auth.invalid_credentials", INVALID_CREDENTIALS, status=401)
+        return False
+    return bool(candidate) and passwords.verify_password(password_hash, candidate)
+
+
+def admit(session: Session, user_id: int, password: str) -> User:
+    """After the password matched: refuse banned and deleted accounts, upgrade an old hash."""
+    user = get_user(session, user_id)
     if not _lift_expired_ban(session, user, utcnow()):
         raise _refuse_inactive(user)
     if passwords.needs_rehash(user.password_hash):
@@ -178,7 +198,7 @@ def authenticate(session: Session, login: str, password: str) -> User:
         session.execute(
             update(User)
             .where(User.id == user.id, User.password_hash == old)
-            .values(password_hash=passwords.hash_password(candidate), updated_at=utcnow())
+            .values(password_hash=passwords.hash_password(password), updated_at=utcnow())
         )
     return user
 

@@ -105,13 +105,17 @@ class BlockingPool:
 
     def __init__(self, rt: Any):
         self.threads = int(rt.config.get("server.threads", 32))
+        self.cpu_threads = int(rt.config.get("server.cpu_threads", 2))
 
     async def process_startup(self, scope: Any, event: Any) -> None:
         import asyncio
         from concurrent.futures import ThreadPoolExecutor
 
+        from gonglun.api.util import cpu_pool
+
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gonglun-io")
         asyncio.get_running_loop().set_default_executor(pool)
+        cpu_pool(self.cpu_threads)
 
 
 async def _close_ws(ws: Any, status: int) -> None:
@@ -135,7 +139,7 @@ def create_app(config: Config | None = None, *, rt: Any = None) -> falcon.asgi.A
         metrics = rt.api_metrics = Metrics(rt.metrics_registry)
         rt.metrics_registry.register(OutboxCollector(rt))
     app = falcon.asgi.App(
-        middleware=[RequestContext(), Authentication(rt), metrics, BlockingPool(rt)]
+        middleware=[RequestContext(rt), Authentication(rt), metrics, BlockingPool(rt)]
     )
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, _unexpected)
@@ -149,4 +153,17 @@ def create_app(config: Config | None = None, *, rt: Any = None) -> falcon.asgi.A
     from gonglun.embedded import attach_embedded
 
     attach_embedded(app, rt)
+    app.add_middleware(StartupChecks(rt))
     return app
+
+
+class StartupChecks:
+    """Lifespan: log what the operator must fix (channels without keys, simulated payments)."""
+
+    def __init__(self, rt: Any):
+        self.rt = rt
+
+    async def process_startup(self, scope: Any, event: Any) -> None:
+        from gonglun.api.util import run_sync
+
+        await run_sync(self.rt.startup_problems)

@@ -10,7 +10,7 @@ from typing import Any
 import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gonglun.api.util import get_str, json_body, ok, query_int, run_sync
+from gonglun.api.util import client_ip, get_str, json_body, ok, query_int, run_cpu, run_sync
 
 log = logging.getLogger("gonglun.api")
 
@@ -22,12 +22,39 @@ class Health:
         self.rt = rt
 
     async def on_get(self, req: Any, resp: Any) -> None:
-        """Liveness of the database, Redis and the broker; 503 when any check fails."""
+        """Liveness of the database, Redis, the broker, the scheduler and the workers.
+
+        503 when any check fails. Anybody sees which checks pass; the details (errors, hosts,
+        ages) only admins or holders of ``server.metrics_token``. ``sandbox`` says whether
+        payments are simulated here.
+        """
         checks = await run_sync(self.rt.hooks.apply_filters, "health", {})
         healthy = all(c.get("ok") for c in checks.values())
+        if not privileged(self.rt, req):
+            checks = {name: {"ok": bool(c.get("ok"))} for name, c in checks.items()}
+        data: dict[str, Any] = {"ok": healthy, "checks": checks}
+        if self.rt.config.sandbox_enabled:
+            from gonglun.embedded import SIMULATED
+
+            data["sandbox"] = {"enabled": True, "simulated_payments": True,
+                               "warning": SIMULATED}
         resp.status = 200 if healthy else 503
         resp.media = {"code": 0 if healthy else 503, "msg": "ok" if healthy else "unhealthy",
-                      "data": {"ok": healthy, "checks": checks}}
+                      "data": data}
+
+
+def privileged(rt: Any, req: Any) -> bool:
+    """An admin's token, or the configured ``server.metrics_token`` (compared in constant time)."""
+    import hmac
+
+    from gonglun.api.middleware import ROLE_RANK, bearer
+
+    user = req.context.user
+    if user is not None and ROLE_RANK.get(user.role, -1) >= ROLE_RANK["admin"]:
+        return True
+    expected = str(rt.config.get("server.metrics_token") or "")
+    given = bearer(req.get_header("Authorization")) or ""
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 class Metrics:
@@ -37,7 +64,15 @@ class Metrics:
         self.rt = rt
 
     async def on_get(self, req: Any, resp: Any) -> None:
-        """Prometheus metrics in the text exposition format."""
+        """Prometheus metrics in the text exposition format.
+
+        With ``server.metrics_token`` set, only that bearer token (or an admin's) may scrape.
+        """
+        if self.rt.config.get("server.metrics_token") and not privileged(self.rt, req):
+            from gonglun.errors import GonglunError
+
+            raise GonglunError("auth.required", "请先登录", status=401,
+                               headers={"WWW-Authenticate": "Bearer"})
         resp.content_type = CONTENT_TYPE_LATEST
         resp.data = generate_latest(self.rt.metrics_registry)
 
@@ -60,24 +95,49 @@ class Sessions:
 
     def __init__(self, rt: Any):
         self.rt = rt
+        self.throttle: Any = None
 
-    def _login(self, login: str, password: str, ip: str) -> dict[str, Any]:
-        from gonglun.accounts import authenticate, issue_token, user_dict
+    def _credentials(self, login: str) -> tuple[int, str] | None:
+        from gonglun.accounts import credentials
+
+        with self.rt.db.read() as session:
+            return credentials(session, login)
+
+    def _issue(self, user_id: int, password: str, ip: str) -> dict[str, Any]:
+        from gonglun.accounts import admit, issue_token, user_dict
 
         ttl = int(self.rt.config.get("auth.token_ttl_days", 30))
         with self.rt.db.write() as session:
-            user = authenticate(session, login, password)
+            user = admit(session, user_id, password)
             token = issue_token(session, user.id, ttl_days=ttl, label="session")
             data = {"token": token, "user": user_dict(user)}
-        self.rt.hooks.do_action("user_login", user_id=data["user"]["id"], method="password", ip=ip)
+        self.rt.hooks.do_action("user_login", user_id=user_id, method="password", ip=ip)
         return data
 
     async def on_post(self, req: Any, resp: Any) -> None:
-        """Log in with ``{"login", "password"}``; answers a bearer token."""
+        """Log in with ``{"login", "password"}``; answers a bearer token (201).
+
+        Attempts are throttled per account and per client address (429 with ``Retry-After``,
+        ``auth.too_many_attempts``); the password check runs on the bounded CPU pool.
+        """
+        from gonglun.accounts import check_password
+        from gonglun.accounts.throttle import LoginThrottle
+        from gonglun.errors import GonglunError
+
         body = await json_body(req)
         login = get_str(body, "login", max_len=64)
         password = get_str(body, "password", max_len=256)
-        data = await run_sync(self._login, login, password, req.remote_addr or "")
+        ip = client_ip(req)
+        if self.throttle is None:
+            self.throttle = LoginThrottle(self.rt)
+        await run_sync(self.throttle.charge, login, ip)
+        found = await run_sync(self._credentials, login)
+        if not await run_cpu(check_password, found[1] if found else None, password):
+            raise GonglunError("auth.invalid_credentials", "账号或密码错误", status=401)
+        assert found is not None
+        data = await run_sync(self._issue, found[0], password, ip)
+        await run_sync(self.throttle.succeeded, login)
+        resp.set_header("Cache-Control", "no-store")
         ok(resp, data, status=201)
 
 
@@ -123,26 +183,84 @@ class MeLedger:
         ok(resp, await run_sync(self._ledger, req.context.user.id, limit, before))
 
 
+class WsTickets:
+    """``POST /v1/ws/tickets``: a short-lived, single-use ticket to open the websocket with.
+
+    Browsers cannot set headers on a websocket; a ticket in the URL keeps the bearer token
+    itself out of URLs and access logs.
+    """
+
+    def __init__(self, rt: Any):
+        self.rt = rt
+
+    def _issue(self, user_id: int) -> dict[str, Any]:
+        import hashlib
+        import secrets
+
+        ttl = int(self.rt.config.get("auth.ws_ticket_ttl_s", 30))
+        ticket = secrets.token_urlsafe(24)
+        digest = hashlib.sha256(ticket.encode()).hexdigest()
+        self.rt.redis.set(self.rt.keys("wsticket", digest), str(user_id), ex=ttl)
+        return {"ticket": ticket, "expires_in": ttl}
+
+    async def on_post(self, req: Any, resp: Any) -> None:
+        """A ticket for ``WS /v1/ws?ticket=...``: valid once, for ``auth.ws_ticket_ttl_s`` s."""
+        resp.set_header("Cache-Control", "no-store")
+        ok(resp, await run_sync(self._issue, req.context.user.id), status=201)
+
+
 class Push:
-    """``WS /v1/ws?token=``: messages published for the user on any API process."""
+    """``WS /v1/ws``: messages published for the user on any API process."""
 
     auth = "public"
 
     def __init__(self, rt: Any):
         self.rt = rt
 
-    async def on_websocket(self, req: Any, ws: Any) -> None:
-        """Per-user push (payment success, refunds, messages); authenticate with ``?token=``."""
-        token = req.get_param("token") or ""
-        user = None
-        if token:
-            from gonglun.api.middleware import Authentication
+    def _ticket_user(self, ticket: str) -> Any:
+        import hashlib
 
-            user = await run_sync(Authentication(self.rt).lookup, token)
+        from gonglun.accounts.models import User
+
+        digest = hashlib.sha256(ticket.encode()).hexdigest()
+        raw = self.rt.redis.getdel(self.rt.keys("wsticket", digest))
+        if raw is None:
+            return None
+        with self.rt.db.read() as session:
+            user = session.get(User, int(raw))
+            return user if user is not None and user.status == "active" else None
+
+    async def _user(self, req: Any, ws: Any) -> tuple[Any, str | None]:
+        """Who opens the socket: a ticket (``?ticket=`` or ``?token=``), an ``Authorization:
+        Bearer`` header, or the subprotocols ``bearer, <token>``. A bearer token is never
+        taken from the URL."""
+        from gonglun.api.middleware import Authentication, bearer
+
+        ticket = req.get_param("ticket") or req.get_param("token")
+        if ticket:
+            if len(ticket) > 128:
+                return None, None
+            return await run_sync(self._ticket_user, ticket), None
+        token = bearer(req.get_header("Authorization"))
+        subprotocol = None
+        offered = list(getattr(ws, "subprotocols", ()) or ())
+        if not token and len(offered) >= 2 and offered[0].lower() == "bearer":
+            token, subprotocol = offered[1], offered[0]
+        if not token:
+            return None, None
+        return await run_sync(Authentication(self.rt).lookup, token), subprotocol
+
+    async def on_websocket(self, req: Any, ws: Any) -> None:
+        """Per-user push (payment success, refunds, messages).
+
+        Authenticate with a ticket from ``POST /v1/ws/tickets`` (``?ticket=``), or with
+        ``Authorization: Bearer`` / subprotocols ``["bearer", token]``; closed with 4401 if not.
+        """
+        user, subprotocol = await self._user(req, ws)
         if user is None:
             await ws.close(code=4401)
             return
-        await ws.accept()
+        await ws.accept(subprotocol=subprotocol)
         pubsub = self.rt.async_redis.pubsub()
         await pubsub.subscribe(self.rt.push_channel(user.id))
         await ws.send_media({"event": "hello", "user_id": user.id})
@@ -212,7 +330,14 @@ def health_checks(rt: Any, checks: dict[str, Any]) -> dict[str, Any]:
     probe("database", db)
     probe("redis", redis)
     probe("broker", broker)
+    try:
+        from gonglun.heartbeat import heartbeats
+
+        checks.update(heartbeats(rt))
+    except Exception as exc:  # Redis down: already reported by its own probe
+        for role in ("scheduler", "worker"):
+            checks[role] = {"ok": False, "error": f"heartbeat unreadable: {type(exc).__name__}"}
     return checks
 
 
-__all__ = ["Health", "Me", "MeLedger", "Metrics", "OpenAPI", "Push", "Sessions"]
+__all__ = ["Health", "Me", "MeLedger", "Metrics", "OpenAPI", "Push", "Sessions", "WsTickets"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from gonglun.api.util import run_sync
+from gonglun.api.util import DEFAULT_MAX_BODY, parse_networks, run_sync, too_large
 from gonglun.errors import GonglunError
 
 log = logging.getLogger("gonglun.api")
@@ -25,17 +25,62 @@ def bearer(header: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+#: Sent with every API response: JSON is never sniffed, framed, cached with credentials or
+#: allowed to load anything (the sandbox's cashier pages set their own content type).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
 class RequestContext:
-    """Gives every request an id (echoed as ``X-Request-Id``) and a context user slot."""
+    """Request ids (echoed as ``X-Request-Id``), the body limit, security headers.
+
+    The body limit is ``server.max_body_bytes``, or the resource's own ``max_body`` (channel
+    notifications take less): a declared ``Content-Length`` above it is a 413 before the
+    responder runs, and ``read_body`` enforces it on chunked bodies.
+    """
+
+    def __init__(self, rt: Any = None):
+        config = getattr(rt, "config", None)
+        get = config.get if config is not None else (lambda _k, d=None: d)
+        self.max_body = int(get("server.max_body_bytes", DEFAULT_MAX_BODY) or DEFAULT_MAX_BODY)
+        self.trusted = parse_networks(get("server.trusted_proxies", []))
+        public = str(get("server.public_url", "") or "")
+        self.hsts = public.startswith("https://")
 
     async def process_request(self, req: Any, resp: Any) -> None:
         rid = req.get_header("X-Request-Id") or ""
-        req.context.request_id = rid[:64] if rid.isprintable() and rid else uuid.uuid4().hex
+        ok = rid and len(rid) <= 64 and rid.isascii() and rid.isprintable()
+        req.context.request_id = rid if ok else uuid.uuid4().hex
         req.context.user = None
         req.context.started = time.perf_counter()
+        req.context.max_body = self.max_body
+        req.context.trusted_proxies = self.trusted
+
+    async def process_resource(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
+        limit = getattr(resource, "max_body", None) or self.max_body
+        req.context.max_body = limit
+        length = req.content_length
+        if length is not None and length > limit:
+            raise too_large(limit)
 
     async def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool):
         resp.set_header("X-Request-Id", getattr(req.context, "request_id", ""))
+        for name, value in SECURITY_HEADERS.items():
+            resp.set_header(name, value)
+        if not resp.get_header("Cache-Control"):
+            # Answers carry users' money and tokens: no shared or browser cache keeps them.
+            resp.set_header("Cache-Control", "no-store")
+        if self.hsts:
+            resp.set_header("Strict-Transport-Security", "max-age=31536000")
+        content_type = resp.content_type or ""
+        if not content_type.startswith("text/html") and not resp.get_header(
+                "Content-Security-Policy"):
+            resp.set_header("Content-Security-Policy", JSON_CSP)
 
 
 class Authentication:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
+import json
+import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from gonglun.errors import GonglunError
@@ -13,6 +17,17 @@ T = TypeVar("T")
 
 #: Largest amount accepted anywhere unless configured lower: 10 million yuan, in fen.
 MAX_AMOUNT_FEN = 1_000_000_000
+#: Every integer a client sends fits a signed 64-bit column.
+INT64_MAX = 2**63 - 1
+#: Bodies larger than this are refused before they are read (``server.max_body_bytes``).
+DEFAULT_MAX_BODY = 1_048_576
+#: JSON nested deeper than this is refused (nothing the API takes needs more than 3 levels).
+MAX_JSON_DEPTH = 32
+#: C0 controls and DEL (NUL breaks PostgreSQL text; the others have no place in a field).
+#: Tab and newline are allowed only where a field says so (``multiline``).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f]")
+_ASCII_REF = re.compile(r"[0-9]{1,32}")
 
 
 def ok(resp: Any, data: Any = None, *, status: int = 200, msg: str = "ok") -> None:
@@ -21,20 +36,94 @@ def ok(resp: Any, data: Any = None, *, status: int = 200, msg: str = "ok") -> No
     resp.media = {"code": 0, "msg": msg, "data": data}
 
 
-async def json_body(req: Any) -> dict[str, Any]:
-    """The request's JSON object; malformed or non-object bodies are a clear 400."""
-    raw = await req.stream.read()
+def too_large(limit: int) -> GonglunError:
+    return GonglunError("request.too_large", f"请求体过大 (上限 {limit} 字节)", status=413,
+                        data={"max_bytes": limit})
+
+
+async def read_body(req: Any, limit: int | None = None) -> bytes:
+    """The raw body, refused with 413 once it passes ``limit`` bytes.
+
+    The limit is the route's (``max_body`` on the resource, set by the middleware) or
+    ``server.max_body_bytes``. A declared ``Content-Length`` above it is refused before a byte
+    is read; a chunked body is read only up to the limit.
+    """
+    limit = limit or getattr(req.context, "max_body", None) or DEFAULT_MAX_BODY
+    length = req.content_length
+    if length is not None and length > limit:
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in req.stream:
+        total += len(chunk)
+        if total > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    """Iterative: a recursive walk would itself overflow on what it is meant to refuse."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return False
+            items = node.values() if isinstance(node, dict) else node
+            stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
+    return True
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """A JSON object from ``raw``; anything else (bad UTF-8, bad JSON, too deep) is a 400."""
     if not raw:
         return {}
-    import json
-
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise GonglunError("request.invalid_json", "请求体不是合法的 JSON") from None
     if not isinstance(data, dict):
         raise GonglunError("request.invalid_json", "请求体必须是 JSON 对象")
+    if not _depth_ok(data, MAX_JSON_DEPTH):
+        raise GonglunError("request.too_deep", f"JSON 嵌套不能超过 {MAX_JSON_DEPTH} 层")
     return data
+
+
+async def json_body(req: Any) -> dict[str, Any]:
+    """The request's JSON object; malformed, too deep or too large bodies are a clear 4xx.
+
+    The parsed body is kept on ``req.context.json`` (the idempotency fingerprint uses it).
+    """
+    data = parse_json(await read_body(req))
+    req.context.json = data
+    return data
+
+
+def clean_text(name: str, value: str, *, multiline: bool = False) -> str:
+    """Refuse control characters (NUL above all: PostgreSQL text cannot hold it)."""
+    pattern = _CONTROL if multiline else _CONTROL_LINE
+    if pattern.search(value):
+        raise GonglunError("request.invalid_characters", f"参数 {name} 含有非法字符",
+                           data={"field": name})
+    return value
+
+
+def ascii_ref(value: Any, *, error: str, msg: str, max_len: int = 32) -> str:
+    """A reference made of ASCII digits only (``isdigit`` admits ``²`` and ``١``, which
+    ``int()`` and the database then choke on); anything else is ``error`` (400)."""
+    text = value.strip() if isinstance(value, str) else ""
+    if len(text) > max_len or not _ASCII_REF.fullmatch(text):
+        raise GonglunError(error, msg)
+    return text
+
+
+def path_id(value: Any, *, error: str, msg: str, status: int = 404) -> int:
+    """A positive int64 primary key from a path segment; anything else answers like a miss."""
+    text = value.strip() if isinstance(value, str) else str(value)
+    if not _ASCII_REF.fullmatch(text) or not 0 < int(text) <= INT64_MAX:
+        raise GonglunError(error, msg, status=status)
+    return int(text)
 
 
 def get_str(
@@ -45,7 +134,10 @@ def get_str(
     max_len: int = 255,
     choices: tuple[str, ...] | None = None,
     default: str | None = None,
+    multiline: bool = False,
 ) -> str | None:
+    """A string field: length-bounded, free of control characters (``multiline`` allows tab
+    and newline), one of ``choices`` when given."""
     value = body.get(name)
     if value is None or value == "":
         if required:
@@ -56,6 +148,7 @@ def get_str(
                            data={"field": name})
     if len(value) > max_len:
         raise GonglunError("request.too_long", f"参数 {name} 过长", data={"field": name})
+    clean_text(name, value, multiline=multiline)
     if choices is not None and value not in choices:
         raise GonglunError(
             "request.invalid_choice",
@@ -74,7 +167,12 @@ def get_int(
     maximum: int | None = None,
     default: int | None = None,
 ) -> int | None:
-    """An integer field; floats, booleans and numeric strings are refused (money is fen)."""
+    """An integer field; floats, booleans and numeric strings are refused (money is fen).
+
+    Bounded to a signed 64-bit value whatever the caller asks, so no database overflows.
+    """
+    minimum = -INT64_MAX if minimum is None else max(minimum, -INT64_MAX)
+    maximum = INT64_MAX if maximum is None else min(maximum, INT64_MAX)
     value = body.get(name)
     if value is None:
         if required:
@@ -95,11 +193,10 @@ def query_int(req: Any, name: str, default: int, *, minimum: int = 0, maximum: i
     raw = req.get_param(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw.strip()):
         raise GonglunError("request.invalid_type", f"参数 {name} 必须是整数",
-                           data={"field": name}) from None
+                           data={"field": name})
+    value = int(raw)
     if not minimum <= value <= maximum:
         raise GonglunError("request.out_of_range", f"参数 {name} 超出范围", data={"field": name})
     return value
@@ -108,6 +205,64 @@ def query_int(req: Any, name: str, default: int, *, minimum: int = 0, maximum: i
 async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """Run blocking work (SQLAlchemy, SDK calls) off the event loop."""
     return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+
+#: CPU-heavy work (argon2, RSA) runs here: a few threads, so a burst of logins or signatures
+#: queues instead of taking every core from the event loop and the I/O pool.
+_CPU_POOL: ThreadPoolExecutor | None = None
+
+
+def cpu_pool(threads: int = 2) -> ThreadPoolExecutor:
+    global _CPU_POOL
+    if _CPU_POOL is None:
+        _CPU_POOL = ThreadPoolExecutor(max(1, threads), thread_name_prefix="gonglun-cpu")
+    return _CPU_POOL
+
+
+async def run_cpu(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run CPU-heavy work on the bounded CPU pool (``server.cpu_threads``)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(cpu_pool(), functools.partial(fn, *args, **kwargs))
+
+
+def client_ip(req: Any, trusted: list[Any] | None = None) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy.
+
+    ``X-Forwarded-For`` is read only when the peer is in ``server.trusted_proxies`` (off by
+    default), and then from the right: the first address that is not itself a trusted proxy
+    is the client (the left part of the header is whatever the client wrote).
+    """
+    peer = req.remote_addr or ""
+    trusted = trusted if trusted is not None else getattr(req.context, "trusted_proxies", [])
+    if not trusted or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in (req.get_header("X-Forwarded-For") or "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in(hop, trusted):
+            return hop if _valid_ip(hop) else peer
+    return hops[0] if hops and _valid_ip(hops[0]) else peer
+
+
+def parse_networks(values: Any) -> list[Any]:
+    """``server.trusted_proxies`` entries (addresses or CIDRs) as networks; bad ones raise."""
+    items = [values] if isinstance(values, str) else list(values or [])
+    return [ipaddress.ip_network(str(v), strict=False) for v in items]
+
+
+def _valid_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _in(address: str, networks: list[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def require_role(req: Any, *roles: str) -> Any:
@@ -120,12 +275,20 @@ def require_role(req: Any, *roles: str) -> Any:
 
 
 __all__ = [
+    "INT64_MAX",
     "MAX_AMOUNT_FEN",
+    "ascii_ref",
+    "clean_text",
+    "client_ip",
     "get_int",
     "get_str",
     "json_body",
     "ok",
+    "parse_json",
+    "path_id",
     "query_int",
+    "read_body",
     "require_role",
+    "run_cpu",
     "run_sync",
 ]

@@ -9,8 +9,13 @@ at-least-once, and the consumer makes it effectively once:
 
 * a row is claimed with a conditional UPDATE and a lease, so two deliveries never run it at the
   same time (a worker that dies lets the lease expire and the sweeper re-sends);
-* each implementation's completion is recorded in ``outbox_done`` (unique on row and plugin),
-  so a retry after a partial failure runs only the implementations that have not completed.
+* each implementation's completion is recorded in ``outbox_done`` (unique on row and
+  implementation: plugin, module and function, so two implementations of one hook in one
+  plugin are two records), and a retry after a partial failure runs only the implementations
+  that have not completed;
+* an event whose implementations keep failing is left ``failed`` after ``outbox.max_retries``
+  deliveries, never ``done``, with an ``alarm`` and the failing implementations in
+  ``last_error`` (``gonglun outbox --failed`` lists them; ``gonglun outbox --retry ID`` re-arms).
 """
 
 from __future__ import annotations
@@ -207,27 +212,35 @@ class Outbox:
         kwargs = json.loads(row.payload)
         failures: list[str] = []
         for impl in self.rt.hooks.implementations(row.hook):
-            if impl.plugin in done:
+            ident = impl.ident
+            if ident in done:
                 continue
             try:
                 self.rt.hooks.call_one(row.hook, impl, kwargs)
             except Exception as exc:
-                log.exception("deferred %s (%s): %s failed", row.hook, key, impl.plugin)
-                failures.append(f"{impl.plugin}: {type(exc).__name__}: {exc}")
+                log.exception("deferred %s (%s): %s failed", row.hook, key, ident)
+                failures.append(f"{ident}: {type(exc).__name__}: {exc}")
                 continue
             # Recorded at once, so a retry after a later failure never repeats this one.
             with self.rt.db.write() as session:
                 insert_ignore(session, OutboxDone.__table__,
-                              {"outbox_id": row.id, "impl": impl.plugin, "done_at": utcnow()})
+                              {"outbox_id": row.id, "impl": ident, "done_at": utcnow()})
         # ``attempts`` was read after this delivery's claim counted it.
         gave_up = bool(failures) and row.attempts >= self.max_attempts
         with self.rt.db.write() as session:
-            session.connection().execute(_FINISH, {
+            finished = session.connection().execute(_FINISH, {
                 "i": row.id, "now": utcnow(),
                 "state": "failed" if gave_up else ("pending" if failures else "done"),
                 "error": "\n".join(failures)[:4000] if failures else None,
                 "done": None if failures else utcnow(),
-            })
+            }).rowcount
+            if gave_up and finished and row.hook != "alarm":
+                # A human must look; the alarm is itself deferred (and never about itself).
+                self.rt.hooks.defer(
+                    session, "alarm", key=f"alarm:outbox_failed:{row.id}", kind="outbox_failed",
+                    message=f"延迟任务多次失败已放弃: {row.hook} ({key})",
+                    data={"outbox_id": row.id, "hook": row.hook, "attempts": row.attempts,
+                          "errors": failures[:5]})
         if not failures:
             return "done"
         if gave_up:

@@ -61,6 +61,22 @@ class Impl:
     plugin: str
     priority: int
 
+    @property
+    def ident(self) -> str:
+        """Names this implementation among all of its plugin's: plugin, module and function.
+
+        A plugin may implement one hook several times (``specname``): the payment plugin's
+        credit and its websocket push of ``payment_success``. Deferred completion is recorded
+        per implementation, so one of them succeeding never marks the other done.
+        """
+        fn = self.function
+        name = f"{self.plugin}:{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+        if len(name) <= 191:
+            return name
+        import hashlib
+
+        return f"{name[:150]}#{hashlib.sha256(name.encode()).hexdigest()[:40]}"
+
 
 class PluginManager(pluggy.PluginManager):
     """pluggy's manager plus sources, dependencies and a priority-ordered implementation cache."""

@@ -262,6 +262,19 @@ def alarm(rt: Any, kind: str, message: str, data: dict[str, Any]) -> None:
     """Something needs a human: a late payment, an abnormal refund, a reconciliation gap."""
 
 
+@action(deferred=True)
+def cache_invalidate(rt: Any, cache: str, values: list[str]) -> None:
+    """Drop ``values`` from the record cache named ``cache``; deferred when an invalidation
+    failed after commit (Redis down), so the entry cannot outlive the outage. The cache's owner
+    implements it and raises while Redis still fails (the outbox retries)."""
+
+
+@filter
+def startup_checks(rt: Any, problems: list[str]) -> list[str]:
+    """When a process starts serving or working: append one line per thing the operator must
+    fix (a channel without keys...); they are logged at start and printed by ``gonglun serve``."""
+
+
 @filter
 def audit(rt: Any, problems: list[str], session: Any) -> list[str]:
     """Money invariants (``gonglun audit``): append a line per mismatch; return the list."""

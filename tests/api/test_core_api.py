@@ -173,14 +173,26 @@ def test_filter_from_example_plugin_shapes_me(rt: Any, client: Any) -> None:
     assert me["greeting"] == "你好, bob"
 
 
-def test_websocket_push(rt: Any) -> None:
+@pytest.mark.parametrize("how", ["ticket", "header", "subprotocol"])
+def test_websocket_push(rt: Any, how: str) -> None:
+    """A bearer token never travels in the URL: a one-time ticket does, or a header."""
     user_id, token = make_user(rt)
     app = create_app(rt=rt)
+    client = testing.TestClient(app)
+    options: dict[str, Any] = {}
+    if how == "ticket":
+        made = client.simulate_post("/v1/ws/tickets", headers=auth(token))
+        assert made.status_code == 201 and made.headers["Cache-Control"] == "no-store"
+        options["query_string"] = f"ticket={made.json['data']['ticket']}"
+    elif how == "header":
+        options["headers"] = auth(token)
+    else:
+        options["subprotocols"] = ["bearer", token]
 
     async def scenario() -> list[dict[str, Any]]:
         async with (
             testing.ASGIConductor(app) as conductor,
-            conductor.simulate_ws("/v1/ws", query_string=f"token={token}") as ws,
+            conductor.simulate_ws("/v1/ws", **options) as ws,
         ):
             hello = await ws.receive_json()
             # Published from any process through Redis pub/sub.
@@ -196,13 +208,24 @@ def test_websocket_push(rt: Any) -> None:
     assert paid == {"event": "paid", "id": 9}
 
 
-def test_websocket_refuses_bad_token(rt: Any) -> None:
+@pytest.mark.parametrize("kind", ["bad", "bearer-in-url", "reused-ticket"])
+def test_websocket_refuses_bad_token(rt: Any, kind: str) -> None:
+    _, token = make_user(rt)
     app = create_app(rt=rt)
+    query = "token=bad"
+    if kind == "bearer-in-url":
+        query = f"token={token}"  # a bearer token in the URL is not accepted
+    elif kind == "reused-ticket":
+        client = testing.TestClient(app)
+        ticket = client.simulate_post("/v1/ws/tickets", headers=auth(token)).json["data"]
+        assert rt.redis.getdel(rt.keys("wsticket", __import__("hashlib").sha256(
+            ticket["ticket"].encode()).hexdigest()))  # used once already
+        query = f"ticket={ticket['ticket']}"
 
     async def scenario() -> int:
         async with (
             testing.ASGIConductor(app) as conductor,
-            conductor.simulate_ws("/v1/ws", query_string="token=bad") as ws,
+            conductor.simulate_ws("/v1/ws", query_string=query) as ws,
         ):
             await ws.wait_ready()
             return ws.close_code

@@ -76,11 +76,12 @@ def wait_until(check: Callable[[], Any], timeout: float = 15, what: str = "condi
 def live(make_rt: Any, tmp_path: Path) -> Iterator[Live]:
     keys = tmp_path / "sandbox"
     with running_sandbox(keys) as (sandbox_url, sandbox, keyset):
-        rt = make_rt(sandbox={"enabled": False, "dir": str(keys)},
-                     payment={"gateway_url": sandbox_url, "drop_after_s": 0})
+        rt = make_rt(payment={"gateway_url": sandbox_url, "keyset": str(keys / "sandbox.json"),
+                              "drop_after_s": 0})
         server = UvicornThread(create_app(rt=rt))
         base = server.start()
         rt.config.data["server"]["public_url"] = base
+        rt.__dict__.pop("_payment_channels", None)  # built at start-up, before the port was known
         worker = dramatiq.Worker(rt.broker, worker_threads=2, worker_timeout=100)
         worker.start()
         http = httpx.Client(base_url=base, timeout=30)

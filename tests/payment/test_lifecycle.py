@@ -128,9 +128,16 @@ def test_late_payment_accepted_by_policy(live: Live) -> None:
 def test_close_by_owner_and_refusals(live: Live) -> None:
     _, headers = live.user()
     _, stranger = live.user("stranger")
+    viewer_id, viewer = live.user("viewer")
+    live.rt.config.data.setdefault("payment", {})["view_whitelist"] = [viewer_id]
     payment = wx_order(live, headers)
-    forbidden = live.http.post(f"/v1/payments/{payment['id']}/close", headers=stranger)
-    assert forbidden.status_code == 403 and forbidden.json()["error"] == "payment.forbidden"
+    hidden = live.http.post(f"/v1/payments/{payment['id']}/close", headers=stranger)
+    assert hidden.status_code == 404 and hidden.json()["error"] == "payment.not_found"
+    # A whitelisted viewer reads the order but may not act on it.
+    assert live.http.get(f"/v1/payments/{payment['id']}", headers=viewer).status_code == 200
+    for action in ("close", "sync"):
+        forbidden = live.http.post(f"/v1/payments/{payment['id']}/{action}", headers=viewer)
+        assert forbidden.status_code == 403 and forbidden.json()["error"] == "payment.forbidden"
     closed = live.http.post(f"/v1/payments/{payment['id']}/close", headers=headers)
     assert closed.status_code == 200, closed.text
     assert closed.json()["data"]["channel"]["ok"] is True

@@ -123,9 +123,11 @@ def test_idempotency_key_returns_the_first_order(live: Live) -> None:
     first = live.http.post("/v1/payments", headers=keyed, json={
         "scene": "tao", "amount": 300, "method": "money", "seller_id": seller})
     second = live.http.post("/v1/payments", headers=keyed, json={
-        "scene": "tao", "amount": 300, "method": "money", "seller_id": seller})
-    assert first.status_code == 201 and second.status_code == 200
-    assert first.json()["data"]["payment"]["id"] == second.json()["data"]["payment"]["id"]
+        "seller_id": seller, "method": "money", "amount": 300, "scene": "tao"})
+    # Stripe: the replay is the first answer again (same status and body), marked as a replay.
+    assert first.status_code == 201 and second.status_code == 201
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert first.json() == second.json()
     assert live.balance(headers) == 700
 
 
@@ -173,8 +175,9 @@ def test_lookup_refusals_and_visibility(live: Live) -> None:
             "payment.not_found", "支付订单不存在")
     refused(live, live.http.get("/v1/payments/abc", headers=headers), 400,
             "payment.invalid_ref", "订单号必须是数字")
-    refused(live, live.http.get(f"/v1/payments/{payment['id']}", headers=stranger), 403,
-            "payment.forbidden", "无权查看此订单")
+    # Somebody else's payment answers exactly like a missing one.
+    refused(live, live.http.get(f"/v1/payments/{payment['id']}", headers=stranger), 404,
+            "payment.not_found", "支付订单不存在")
     refused(live, live.http.get(f"/v1/payments/{payment['id']}"), 401, "auth.required")
 
     mine = live.http.get(f"/v1/payments/{payment['payment_order']}", headers=headers).json()
@@ -189,8 +192,8 @@ def test_lookup_refusals_and_visibility(live: Live) -> None:
     as_boss = live.http.get(f"/v1/payments/{payment['id']}", headers=superadmin).json()["data"]
     assert as_boss["detail"]["income"] == 0
 
-    refused(live, live.http.get(f"/v1/payments/{payment['id']}", headers=friend), 403,
-            "payment.forbidden")
+    refused(live, live.http.get(f"/v1/payments/{payment['id']}", headers=friend), 404,
+            "payment.not_found")
     live.rt.config.data.setdefault("payment", {})["view_whitelist"] = [
         {"name": "客服小王", "user_id": friend_id}]
     assert live.http.get(f"/v1/payments/{payment['id']}", headers=friend).status_code == 200
@@ -235,23 +238,39 @@ def test_a_new_scene_is_configuration_plus_one_hook(make_rt: Any) -> None:
         load_scenes(make_rt(payment={"scenes": {"bad": {"title": "三个字"}}}))
 
 
-def test_channel_settings_live_or_sandbox(make_rt: Any, tmp_path: Any) -> None:
-    from gonglun.plugins.payment.channels import default_settings
+def test_channel_settings_use_exactly_the_named_keys(make_rt: Any, tmp_path: Any) -> None:
+    """DECISIONS.md 23: configured keys, a named keyset, or the sandbox that runs here; never a
+    keyset merely lying around."""
+    import pytest
+
+    from gonglun.plugins.payment.channels import ChannelSettingsError, default_settings
     from gonglun.sandbox import init_keyset
 
     init_keyset(tmp_path / "keys")
-    sandboxed = make_rt(sandbox={"dir": str(tmp_path / "keys")},
-                        server={"public_url": "https://shop.example"})
-    settings = default_settings(sandboxed, "alipay")
-    assert settings["gateway"] == "https://shop.example/gateway.do"
+    keyset = str(tmp_path / "keys" / "sandbox.json")
+    staging = make_rt(payment={"keyset": keyset, "gateway_url": "https://sandbox.example"},
+                      server={"public_url": "https://shop.example"})
+    settings = default_settings(staging, "alipay")
+    assert settings["gateway"] == "https://sandbox.example/gateway.do"
     assert settings["notify_url"] == "https://shop.example/v1/notify/alipay"
+    sandboxed = make_rt(sandbox={"enabled": True, "dir": str(tmp_path / "keys")},
+                        server={"public_url": "https://shop.example"})
+    assert default_settings(sandboxed, "alipay")["gateway"] == "https://shop.example/gateway.do"
     live = make_rt(payment={"wxpay": {"mchid": "1", "appid": "wx", "merchant_private_key": "k",
                                       "merchant_serial_no": "s", "platform_public_key": "p",
                                       "public_key_id": "PUB_KEY_ID_1", "apiv3_key": "a" * 32}},
                    server={"public_url": "https://shop.example"})
     assert default_settings(live, "wxpay")["gateway"] == "https://api.mch.weixin.qq.com"
-    nothing = make_rt(sandbox={"dir": str(tmp_path / "none")})
-    assert default_settings(nothing, "alipay") is None
+    # A leftover keyset in the sandbox folder is not trusted while the sandbox is off.
+    leftover = make_rt(sandbox={"dir": str(tmp_path / "keys")})
+    with pytest.raises(ChannelSettingsError, match="no keys"):
+        default_settings(leftover, "alipay")
+    partial = make_rt(payment={"alipay": {"app_id": "2021"}})
+    with pytest.raises(ChannelSettingsError, match="lacks app_private_key, alipay_public_key"):
+        default_settings(partial, "alipay")
+    no_gateway = make_rt(payment={"keyset": keyset})
+    with pytest.raises(ChannelSettingsError, match="gateway_url"):
+        default_settings(no_gateway, "wxpay")
 
 
 def test_bill_lookup(live: Live) -> None:
@@ -274,7 +293,7 @@ def test_bill_lookup(live: Live) -> None:
     live.rt.redis.delete(*live.rt.redis.keys(f"{live.rt.keys.prefix}*payment_query*"))
     refused(live, live.http.post("/v1/payments/lookup", headers=stranger,
                                  json={"order": payment["payment_order"]}),
-            403, "payment.forbidden", "无权查看此订单")
+            404, "payment.not_found", "支付订单不存在")
 
 
 def test_plugins_shape_payments_through_hooks(live: Live) -> None:

@@ -5,6 +5,7 @@ Other plugins use only what is exported here (and the hooks): read a payment, it
 
 from gonglun.plugins.payment.plugin import (
     audit,
+    cache_invalidate,
     channel_adapter,
     channel_config,
     payment_success,
@@ -14,6 +15,7 @@ from gonglun.plugins.payment.plugin import (
     register_models,
     register_periodic_jobs,
     register_routes,
+    startup_checks,
 )
 from gonglun.plugins.payment.recon_hooks import (
     register_recon_actors,
@@ -27,6 +29,7 @@ REQUIRES: tuple[str, ...] = ()
 __all__ = [
     "REQUIRES",
     "audit",
+    "cache_invalidate",
     "channel_adapter",
     "channel_config",
     "payment_success",
@@ -40,4 +43,5 @@ __all__ = [
     "register_recon_jobs",
     "register_recon_routes",
     "register_routes",
+    "startup_checks",
 ]

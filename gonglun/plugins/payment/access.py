@@ -34,6 +34,21 @@ def may_view(rt: Any, viewer: Any, payment: dict[str, Any]) -> bool:
     return bool(rt.hooks.apply_filters("order_access", allowed, viewer=viewer, payment=payment))
 
 
+def action_role(rt: Any, viewer: Any, payment: dict[str, Any]) -> str | None:
+    """Who ``viewer`` is when acting on ``payment``: buyer, seller (where the scene lets
+    sellers act, ``seller_close``), admin; None for anybody else, whitelisted viewers too."""
+    if viewer is None:
+        return None
+    if payment.get("user_id") == viewer.id:
+        return "buyer"
+    if is_admin(viewer):
+        return "admin"
+    scene = scenes_for(rt).get(payment["scene"])
+    if payment.get("seller_id") == viewer.id and scene is not None and scene.seller_close:
+        return "seller"
+    return None
+
+
 def detail(rt: Any, record: dict[str, Any], viewer: Any) -> dict[str, Any]:
     """The bill-page data: driven by scene configuration, fields shown by role."""
     from gonglun.plugins.payment.cache import public

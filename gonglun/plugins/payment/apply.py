@@ -38,19 +38,34 @@ def record_notification(
         insert_ignore(s, ChannelNotification.__table__, values)
 
 
+#: Bytes of an unverified body kept in the record and the packet log: enough to read what it
+#: was, never a store for whatever anybody posts.
+UNVERIFIED_KEEP = 2048
+
+
 def notification_row(
     method: str, body: bytes, outcome: str, *, verified: bool, payment_order: str | None
 ) -> dict[str, Any]:
+    digest = hashlib.sha256(body).hexdigest()
     return {
         "channel": method,
-        "digest": hashlib.sha256(body).hexdigest(),
+        "digest": digest,
         "kind": "payment",
-        "payment_order": payment_order,
+        "payment_order": payment_order[:64] if payment_order else None,
         "verified": verified,
         "outcome": outcome[:64],
-        "body": body.decode("utf-8", "replace"),
+        "body": body.decode("utf-8", "replace") if verified else bounded_text(body, digest),
         "created_at": utcnow(),
     }
+
+
+def bounded_text(body: bytes, digest: str | None = None) -> str:
+    """At most ``UNVERIFIED_KEEP`` bytes of ``body``, with its size and digest when cut."""
+    if len(body) <= UNVERIFIED_KEEP:
+        return body.decode("utf-8", "replace")
+    digest = digest or hashlib.sha256(body).hexdigest()
+    head = body[:UNVERIFIED_KEEP].decode("utf-8", "ignore")
+    return f"{head}...[truncated: {len(body)} bytes, sha256 {digest}]"
 
 
 def late_policy(rt: Any) -> str:
@@ -100,6 +115,18 @@ _PAY = (
 )
 
 
+def parties_problem(channel: Any, cp: ChannelPayment, strict: bool) -> str | None:
+    """Why a verified payment is not for this merchant (``merchant_mismatch``, ``appid_mismatch``,
+    ``seller_mismatch``), or None. ``strict`` (notifications): missing parties are a mismatch;
+    otherwise (our own queries) only the parties the answer names are checked."""
+    if not strict and not cp.merchant_id:
+        return None
+    check = getattr(channel, "check_parties", None)
+    if check is not None:
+        return check(cp)
+    return None if cp.merchant_id == channel.merchant_id else "merchant_mismatch"
+
+
 def mark_paid(
     rt: Any, session: Any, channel: Any, cp: ChannelPayment, method: str, require_merchant: bool,
 ) -> dict[str, Any] | None:
@@ -113,7 +140,7 @@ def mark_paid(
     """
     if not cp.paid or not session.get_bind().dialect.update_returning:
         return None
-    if (cp.merchant_id or require_merchant) and cp.merchant_id != channel.merchant_id:
+    if parties_problem(channel, cp, require_merchant) is not None:
         return None
     row = session.connection().execute(_PAY, {
         "p_order": cp.payment_order, "p_method": method, "p_amount": cp.amount,
@@ -126,20 +153,20 @@ def _decide(
     rt: Any, session: Any, channel: Any, payment: Payment | None, cp: ChannelPayment,
     method: str, require_merchant: bool,
 ) -> str:
-    if payment is None:
-        return "rejected:unknown_order"
-    if payment.method != method:
-        return "rejected:method_mismatch"
-    if (cp.merchant_id or require_merchant) and cp.merchant_id != channel.merchant_id:
-        return "rejected:merchant_mismatch"
-    if not cp.paid:
+    why = parties_problem(channel, cp, require_merchant)
+    if why is None and payment is None:
+        why = "unknown_order"
+    elif why is None and payment is not None and payment.method != method:
+        why = "method_mismatch"
+    if why is None and not cp.paid:
         return PENDING
-    if cp.amount != payment.amount:
-        rt.hooks.defer(session, "alarm", key=f"alarm:amount:{payment.id}", kind="amount_mismatch",
-                       message=f"支付金额与订单金额不一致: {payment.payment_order}",
-                       data={"payment_id": payment.id, "channel_amount": cp.amount,
-                             "amount": payment.amount})
-        return "rejected:amount_mismatch"
+    if why is None and payment is not None and cp.amount != payment.amount:
+        why = "amount_mismatch"
+    if why is not None:
+        if not cp.paid:
+            return f"rejected:{why}"  # news about an order that is not ours: nothing was paid
+        return hold_for_review(rt, session, method, cp, why, payment)
+    assert payment is not None
     now = utcnow()
     paid_at = cp.paid_at or now
     changed = session.execute(
@@ -157,6 +184,36 @@ def _decide(
     if payment.state != "close":
         return DUPLICATE
     return _late(rt, session, payment, cp, paid_at)
+
+
+def hold_for_review(
+    rt: Any, session: Any, method: str, cp: ChannelPayment, why: str, payment: Payment | None,
+) -> str:
+    """A verified payment we cannot apply (DECISIONS.md 26): never dropped. It becomes an open
+    reconciliation item of today (``notification_rejected``, the reason in ``channel_state``)
+    and an alarm, in the transaction that records the notification."""
+    from gonglun.plugins.payment.models import ReconItem
+    from gonglun.plugins.payment.money import SHANGHAI
+
+    now = utcnow()
+    order = (cp.payment_order or "?")[:64]
+    insert_ignore(session, ReconItem.__table__, {
+        "bill_date": now.astimezone(SHANGHAI).strftime("%Y-%m-%d"), "channel": method,
+        "kind": REVIEW_KIND, "payment_order": order, "trade_no": (cp.trade_no or None),
+        "local_amount": payment.amount if payment is not None else None,
+        "channel_amount": cp.amount, "local_state": payment.state if payment else None,
+        "channel_state": why[:32], "status": "open", "created_at": now,
+    })
+    rt.hooks.defer(session, "alarm", key=f"alarm:review:{method}:{order}:{why}", kind=why,
+                   message=f"已验签的渠道付款无法入账({why}): {method} {order}",
+                   data={"payment_order": order, "channel": method, "reason": why,
+                         "channel_amount": cp.amount, "trade_no": cp.trade_no,
+                         "payment_id": payment.id if payment is not None else None})
+    return f"rejected:{why}"
+
+
+#: Reconciliation item kind of verified payments held for review.
+REVIEW_KIND = "notification_rejected"
 
 
 def _late(rt: Any, session: Any, payment: Payment, cp: ChannelPayment, paid_at: Any) -> str:

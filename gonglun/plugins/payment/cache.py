@@ -49,9 +49,33 @@ def query_payment(rt: Any, ref: str, *, skip_cache: bool = False) -> dict[str, A
     return payment_cache(rt).get(ref, skip_cache=skip_cache)
 
 
+CACHE_NAME = "query_payment"
+
+
 def invalidate(rt: Any, *payments: dict[str, Any]) -> None:
-    """After commit: drop every cached key of each payment (its own fields, CACHE-02)."""
+    """After commit: drop every cached key of each payment (its own fields, CACHE-02).
+
+    When Redis cannot be reached the invalidation is deferred (``cache_invalidate`` through the
+    outbox, retried until Redis answers): a Redis that comes back with its data must not serve
+    a paid order as unpaid until the entry's TTL runs out.
+    """
     cache = payment_cache(rt)
-    values = [v for p in payments for v in cache.lookup_values(p)]
-    if values:
-        cache.invalidate_values(*values)
+    values = [str(v) for p in payments for v in cache.lookup_values(p)]
+    if values and not cache.invalidate_values(*values):
+        import uuid
+
+        try:
+            with rt.db.write() as session:
+                rt.hooks.defer(session, "cache_invalidate",
+                               key=f"cache_invalidate:{uuid.uuid4().hex}", cache=CACHE_NAME,
+                               values=values)
+        except Exception:  # the database too: the TTL is the last bound
+            import logging
+
+            logging.getLogger(__name__).exception("cache invalidation could not be deferred")
+
+
+def retry_invalidation(rt: Any, cache: str, values: list[str]) -> None:
+    """The deferred retry: raise while Redis still fails, so the outbox tries again."""
+    if cache == CACHE_NAME and not payment_cache(rt).invalidate_values(*values):
+        raise RuntimeError("payment cache invalidation failed: Redis unavailable")

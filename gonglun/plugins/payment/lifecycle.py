@@ -58,8 +58,10 @@ def sync(rt: Any, payment_id: int) -> dict[str, Any]:
     try:
         cp = get_channel(rt, data["method"]).query(data["payment_order"])
     except ChannelError as exc:
-        raise GonglunError("payment.channel_error", "支付渠道查询失败,请稍后重试", status=502,
-                           data={"detail": str(exc)[:200]}) from exc
+        # The channel's own words (hosts, SDK messages) go to the log, never to the client.
+        log.warning("payment %s: channel query failed: %s", payment_id, exc)
+        raise GonglunError("payment.channel_error", "支付渠道查询失败,请稍后重试",
+                           status=502) from exc
     outcome = apply(rt, data["method"], cp, source="query")
     if outcome == "rejected:amount_mismatch":
         raise GonglunError("payment.amount_mismatch", MSG_MISMATCH, status=409,
@@ -115,8 +117,9 @@ def close_at_channel(rt: Any, payment_id: int, method: str, order: str) -> dict[
     try:
         closed = get_channel(rt, method).close(order)
     except ChannelError as exc:
+        log.warning("payment %s: channel close failed: %s", payment_id, exc)
         watch(rt, payment_id, "close_unknown")
-        return {"ok": False, "code": "unreachable", "msg": str(exc)[:200]}
+        return {"ok": False, "code": "unreachable", "msg": "支付渠道暂时无法访问,稍后自动重试"}
     if closed.already_paid:
         # The buyer paid while we closed: query and record it as a late payment.
         try:

@@ -75,6 +75,9 @@ def parse_request(rt: Any, body: dict[str, Any], user: Any) -> OrderRequest:
     if seller_id is not None and user is not None and seller_id == user.id:
         raise GonglunError("payment.seller_is_buyer", "不能向自己付款")
     openid = get_str(body, "openid", required=False, max_len=128)
+    if openid is not None and not openid.isascii():
+        raise GonglunError("request.invalid_characters", "参数 openid 含有非法字符",
+                           data={"field": "openid"})
     if method == "wxpay" and channel == "jsapi" and not openid:
         from gonglun.accounts import get_meta
 
@@ -82,8 +85,50 @@ def parse_request(rt: Any, body: dict[str, Any], user: Any) -> OrderRequest:
             openid = get_meta(session, user.id, "weixin_uid") if user else None
         if not openid:
             raise GonglunError("payment.openid_missing", MSG_NO_OPENID)
-    return_url = get_str(body, "return_url", required=False, max_len=512)
+    return_url = check_return_url(rt, get_str(body, "return_url", required=False, max_len=512))
     return OrderRequest(scene, amount, method, channel, title, seller_id, openid, return_url)
+
+
+def limit_creations(rt: Any, user: Any, ip: str) -> None:
+    """Orders per minute: guests per address (``payment.guest_orders_per_min``, default 10),
+    users per account (``payment.user_orders_per_min``, default 60). Each order costs a channel
+    call and a row; 429 ``payment.create_rate_limited`` past the limit."""
+    from gonglun.kv import RateLimiter
+
+    limiter = rt.__dict__.get("_order_limiter")
+    if limiter is None:
+        limiter = rt.__dict__["_order_limiter"] = RateLimiter(rt.redis, rt.keys)
+    if user is None:
+        key, limit = f"order:ip:{ip}", int(rt.config.get("payment.guest_orders_per_min", 10))
+    else:
+        key, limit = f"order:u:{user.id}", int(rt.config.get("payment.user_orders_per_min", 60))
+    limiter.require(key, max(1, limit), 60.0, error="payment.create_rate_limited",
+                    msg="下单过于频繁,请稍后再试")
+
+
+def check_return_url(rt: Any, url: str | None) -> str | None:
+    """``return_url`` goes to the channel's cashier, which sends the buyer there: only http(s)
+    URLs on hosts of ``server.return_hosts`` (plus this server's own public host)."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        host, parts = "", None
+    allowed = {str(h).lower() for h in (rt.config.get("server.return_hosts") or [])}
+    public = str(rt.config.get("server.public_url") or "")
+    if public:
+        allowed.add((urlsplit(public).hostname or "").lower())
+    if rt.config.embedded_default:
+        allowed.update({"127.0.0.1", "localhost"})
+    if parts is None or parts.scheme not in ("http", "https") or not host or host not in allowed:
+        raise GonglunError("payment.return_url_not_allowed",
+                           "return_url 必须是 http(s) 地址且主机在 server.return_hosts 中",
+                           data={"field": "return_url"})
+    return url
 
 
 def _guards(rt: Any, session: Any, req: OrderRequest, user: Any) -> None:

@@ -57,6 +57,23 @@ def channel_config(rt: Any, method: str) -> Any:
 
 
 @hookimpl
+def cache_invalidate(rt: Any, cache: str, values: list[str]) -> None:
+    from gonglun.plugins.payment.cache import retry_invalidation
+
+    retry_invalidation(rt, cache, values)
+
+
+@hookimpl
+def startup_checks(rt: Any, problems: list[str]) -> list[str]:
+    """Each channel that cannot be used, and why (missing or partial keys, no gateway)."""
+    from gonglun.plugins.payment.channels import channel_problems
+
+    for method, why in channel_problems(rt).items():
+        problems.append(f"payment channel {method} unavailable: {why}")
+    return problems
+
+
+@hookimpl
 def channel_adapter(method: str, settings: dict[str, Any]) -> Any:
     from gonglun.plugins.payment.channels import ADAPTERS
 

@@ -33,6 +33,7 @@ from sqlalchemy import func, select, update
 
 from gonglun.db import insert_ignore, utcnow
 from gonglun.errors import GonglunError
+from gonglun.plugins.payment.apply import REVIEW_KIND
 from gonglun.plugins.payment.channels import ChannelError, StatementRow, get_channel
 from gonglun.plugins.payment.models import Payment, ReconItem, ReconRun
 from gonglun.plugins.payment.money import SHANGHAI
@@ -320,7 +321,9 @@ def _record(rt: Any, report: ReconReport, diffs: list[Difference],
         for item_id, kind, order in session.execute(
             select(ReconItem.id, ReconItem.kind, ReconItem.payment_order).where(
                 ReconItem.bill_date == bill_date, ReconItem.channel == channel,
-                ReconItem.status == "open")
+                ReconItem.status == "open",
+                # Held notifications are not statement differences: a person resolves them.
+                ReconItem.kind != REVIEW_KIND)
         ).all():
             if (kind, order) not in open_keys:
                 report.cleared += _settle(session, (ReconItem.id == item_id,), CLEARED, now)

@@ -5,16 +5,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gonglun.api.util import json_body, ok, query_int, run_sync
+from gonglun.api.util import (
+    ascii_ref,
+    client_ip,
+    json_body,
+    ok,
+    query_int,
+    read_body,
+    run_cpu,
+    run_sync,
+)
 from gonglun.errors import GonglunError
 from gonglun.plugins.payment import lifecycle, logs
-from gonglun.plugins.payment.access import detail, is_admin, may_view
+from gonglun.plugins.payment.access import action_role, detail, is_admin, may_view
 from gonglun.plugins.payment.apply import apply, record_notification
 from gonglun.plugins.payment.batch import NotificationBatcher
 from gonglun.plugins.payment.cache import public, query_payment
 from gonglun.plugins.payment.channels import get_channel
 from gonglun.plugins.payment.models import Payment
-from gonglun.plugins.payment.orders import create_payment, parse_request
+from gonglun.plugins.payment.orders import create_payment, limit_creations, parse_request
 from gonglun.plugins.payment.records import payment_dict
 from gonglun.plugins.payment.scenes import scenes_for
 
@@ -36,16 +45,32 @@ class Scenes:
 
 
 def _visible(rt: Any, ref: str, viewer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The cached record and the public payment of ``ref``, if ``viewer`` may see it."""
-    if not ref.isdigit():
-        raise GonglunError("payment.invalid_ref", "订单号必须是数字")
+    """The cached record and the public payment of ``ref``, if ``viewer`` may see it.
+
+    Somebody else's payment answers exactly like a missing one (404): ids and order numbers
+    are not an oracle of what exists.
+    """
+    ref = ascii_ref(ref, error="payment.invalid_ref", msg="订单号必须是数字")
     record = query_payment(rt, ref)
     if record is None:
         raise GonglunError("payment.not_found", MSG_NOT_FOUND, status=404)
     data = public(record)
     if not may_view(rt, viewer, data):
-        raise GonglunError("payment.forbidden", MSG_NO_PERMISSION, status=403)
+        raise GonglunError("payment.not_found", MSG_NOT_FOUND, status=404)
     return record, data
+
+
+def _actionable(rt: Any, ref: str, viewer: Any) -> tuple[dict[str, Any], str]:
+    """The payment of ``ref`` and the viewer's role on it, for acting (close, sync).
+
+    Its buyer, its seller where the scene allows, and admins; whitelisted viewers may read a
+    payment but not act on it (403 ``payment.forbidden``).
+    """
+    _, data = _visible(rt, ref, viewer)
+    role = action_role(rt, viewer, data)
+    if role is None:
+        raise GonglunError("payment.forbidden", MSG_NO_PERMISSION, status=403)
+    return data, role
 
 
 class Payments:
@@ -57,24 +82,31 @@ class Payments:
         self.rt = rt
 
     async def on_post(self, req: Any, resp: Any) -> None:
-        """Create a payment order and get the channel's pay parameters.
+        """Create a payment order and get the channel's pay parameters (201).
 
-        Balance (``money``) orders are paid at once. An ``Idempotency-Key`` header makes a
-        retried request return the first order instead of creating another.
+        Balance (``money``) orders are paid at once. An ``Idempotency-Key`` header (1-255
+        ASCII characters) makes a retried request get the first answer back without a second
+        order or channel call; the same key with another body is 422 ``idempotency.mismatch``.
+        Guests are rate-limited per address (each order costs a channel call).
         """
+        from gonglun.idempotency import idempotent
+
         body = await json_body(req)
         user = req.context.user
+        ip = client_ip(req)
         order = parse_request(self.rt, body, user)
-        key = req.get_header("Idempotency-Key")
-        request_key = None
-        if key:
-            who = f"u{user.id}" if user else f"ip{req.remote_addr}"
-            request_key = f"{who}:{key[:100]}"
-        payment, params, created = await run_sync(
-            create_payment, self.rt, order, user, ip=req.remote_addr,
-            fingerprint=(req.get_header("X-Fingerprint") or None), request_key=request_key,
-        )
-        ok(resp, {"payment": payment, "pay_params": params}, status=201 if created else 200)
+        await run_sync(limit_creations, self.rt, user, ip)
+        scope = f"u{user.id}" if user else f"ip:{ip}"
+
+        async def work(request_key: str | None) -> None:
+            payment, params, created = await run_sync(
+                create_payment, self.rt, order, user, ip=ip,
+                fingerprint=(req.get_header("X-Fingerprint") or None), request_key=request_key,
+            )
+            ok(resp, {"payment": payment, "pay_params": params},
+               status=201 if created else 200)
+
+        await idempotent(self.rt, req, resp, scope, body, work)
 
     async def on_get(self, req: Any, resp: Any) -> None:
         """The caller's payments (admins: everyone's), newest first; filter by state, scene."""
@@ -116,16 +148,16 @@ class PaymentItem:
         ok(resp, await run_sync(load))
 
     async def on_post_close(self, req: Any, resp: Any, ref: str) -> None:
-        """Close an unpaid order here and at the channel (buyer, seller or admin)."""
-        _, data = await run_sync(_visible, self.rt, ref, req.context.user)
-        user = req.context.user
-        reason = "admin" if is_admin(user) and data["user_id"] != user.id else (
-            "seller" if data.get("seller_id") == user.id else "buyer")
-        ok(resp, await run_sync(lifecycle.close, self.rt, data["id"], reason))
+        """Close an unpaid order here and at the channel.
+
+        Its buyer, its seller where the scene allows it (``seller_close``), or an admin.
+        """
+        data, role = await run_sync(_actionable, self.rt, ref, req.context.user)
+        ok(resp, await run_sync(lifecycle.close, self.rt, data["id"], role))
 
     async def on_post_sync(self, req: Any, resp: Any, ref: str) -> None:
-        """Ask the channel now and apply its answer (drop-order recovery on demand)."""
-        _, data = await run_sync(_visible, self.rt, ref, req.context.user)
+        """Ask the channel now and apply its answer (buyer, seller or admin)."""
+        data, _ = await run_sync(_actionable, self.rt, ref, req.context.user)
         ok(resp, await run_sync(lifecycle.sync, self.rt, data["id"]))
 
 
@@ -146,13 +178,17 @@ class Lookup:
         order = body.get("order")
         if isinstance(order, int) and not isinstance(order, bool):
             order = str(order)
-        if not isinstance(order, str) or not order.strip().isdigit():
-            raise GonglunError("payment.invalid_ref", "订单号必须是数字")
+        order = ascii_ref(order, error="payment.invalid_ref", msg="订单号必须是数字")
         limiter = RateLimiter(self.rt.redis, self.rt.keys, algorithm="fixed")
-        await run_sync(limiter.require, f"payment_query:{req.remote_addr}", 1, 5.0,
+        await run_sync(limiter.require, f"payment_query:{client_ip(req)}", 1, 5.0,
                        error="payment.lookup_rate_limited", msg="查询过于频繁,请5秒后再试")
-        _, data = await run_sync(_visible, self.rt, order.strip(), req.context.user)
+        _, data = await run_sync(_visible, self.rt, order, req.context.user)
         ok(resp, {"id": data["id"], "link": f"/v1/payments/{data['id']}"})
+
+
+#: Notification outcomes of bodies we could not trust: answered ``fail`` so that a genuine
+#: channel retries; everything else verified is acknowledged (applied, or held for review).
+UNVERIFIED = ("rejected:bad_signature", "rejected:unknown_serial", "rejected:stale_timestamp")
 
 
 class Notify:
@@ -164,15 +200,28 @@ class Notify:
         self.rt = rt
         self.method = method
         self.batcher = NotificationBatcher(rt, method)
+        #: Channel notifications are a few kilobytes; anything much larger is not one.
+        self.max_body = int(rt.config.get("payment.notify_max_body", 65536))
 
-    def verify(self, headers: dict[str, str], body: bytes) -> Any:
-        """Log the raw packet (OPS-01), then the SDK's verification; None when forged."""
+    def verify(self, headers: dict[str, str], body: bytes) -> tuple[Any, str]:
+        """Log the raw packet (OPS-01, bounded), then our gates and the SDK's verification.
+
+        Runs on the CPU pool (RSA). Returns ``(payment, "")`` or ``(None, outcome)``.
+        """
+        from gonglun.plugins.payment.apply import bounded_text
+        from gonglun.plugins.payment.channels.base import NotificationRefused
+
         logs.write(self.rt, self.method, {"headers": _interesting(headers),
-                                          "body": body.decode("utf-8", "replace")})
-        cp = get_channel(self.rt, self.method).parse_notification(headers, body)
+                                          "body": bounded_text(body), "bytes": len(body)})
+        try:
+            cp = get_channel(self.rt, self.method).parse_notification(headers, body)
+        except NotificationRefused as exc:
+            log.warning("%s notification refused: %s", self.method, exc.reason)
+            return None, f"rejected:{exc.reason}"
         if cp is None:
             log.warning("%s notification with a bad signature refused", self.method)
-        return cp
+            return None, "rejected:bad_signature"
+        return cp, ""
 
     def count(self, outcome: str) -> None:
         """``gonglun_payment_notifications_total{channel, outcome}`` (rejections by reason)."""
@@ -190,13 +239,11 @@ class Notify:
         counter.labels(self.method, outcome).inc()
 
     async def handle_async(self, headers: dict[str, str], body: bytes) -> bool:
-        # NOTE: verification is a fraction of a millisecond of CPU (OpenSSL) and a log line;
-        # a thread hop would cost about as much, so it runs on the loop. Forgeries are rare.
-        cp = self.verify(headers, body)
+        cp, refused = await run_cpu(self.verify, headers, body)
         if cp is None:
-            await run_sync(record_notification, self.rt, self.method, body,
-                           "rejected:bad_signature", verified=False)
-            self.count("rejected:bad_signature")
+            await run_sync(record_notification, self.rt, self.method, body, refused,
+                           verified=False)
+            self.count(refused)
             return False
         if not cp.paid:
             outcome = await run_sync(apply, self.rt, self.method, cp, source="notify",
@@ -208,7 +255,7 @@ class Notify:
 
     async def on_post(self, req: Any, resp: Any) -> None:
         """Channel notification endpoint: Alipay wants ``success``, WeChat a 200/204."""
-        body = await req.stream.read()
+        body = await read_body(req, self.max_body)
         headers = {k.title(): v for k, v in req.headers.items()}
         try:
             acknowledged = await self.handle_async(headers, body)
@@ -228,13 +275,14 @@ class Notify:
 
 
 def accepted(outcome: str) -> bool:
-    """True when the channel should stop retrying (applied, duplicate, or hopeless).
+    """True when the channel should stop retrying: applied, duplicate, or verified and held.
 
-    A verified notification refused for its content (unknown order, wrong amount) will not
-    get better by retrying; it is recorded and alarmed, and acknowledging ends the retries.
+    A verified notification refused for its content (unknown order, wrong amount, another
+    merchant) will not get better by retrying; it is held for review with an alarm
+    (``hold_for_review``), so acknowledging loses nothing. Only bodies we could not trust are
+    answered ``fail``.
     """
-    return not outcome.startswith("rejected") or outcome in (
-        "rejected:amount_mismatch", "rejected:unknown_order")
+    return outcome not in UNVERIFIED and outcome != "error"
 
 
 def _interesting(headers: dict[str, str]) -> dict[str, str]:

@@ -36,6 +36,8 @@ class Scene:
     #: The plugin whose ``payment_success`` implementation gives the scene its effect.
     handler: str = "payment"
     seller_required: bool = False
+    #: The seller may close (and sync) the unpaid order, as its buyer may.
+    seller_close: bool = False
     guest_allowed: bool = False
     min_amount: int = 1
     max_amount: int = 1_000_000_00  # one million yuan, in fen
@@ -62,7 +64,7 @@ DEFAULT_SCENES: dict[str, Scene] = {
             "使用人脸识别SDK进行验证时自动扣除。"
         ),
     ),
-    "tao": Scene("tao", "淘货商品", "淘货", seller_required=True),
+    "tao": Scene("tao", "淘货商品", "淘货", seller_required=True, seller_close=True),
 }
 
 

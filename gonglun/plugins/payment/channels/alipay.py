@@ -107,6 +107,9 @@ class AlipayChannel:
         )
         # NOTE: the SDK fixes its gateway host in __init__; the attribute is the override point.
         self.client._gateway = self.gateway
+        #: The merchant's Alipay account (PID, 2088...): when configured, notifications must
+        #: name it as ``seller_id``.
+        self.seller_id = str(settings.get("seller_id") or "")
 
     def pay_params(self, payment: dict[str, Any], channel: str, extra: dict[str, Any]) -> dict:
         build = getattr(self.client, PRODUCT[channel])
@@ -149,9 +152,18 @@ class AlipayChannel:
             amount=yuan_to_fen(amount) if amount else None,
             paid_at=shanghai_naive_to_utc(data.get("gmt_payment") or data.get("send_pay_date")),
             merchant_id=data.get("app_id"),
+            app_id=data.get("app_id"),
             status=status,
             raw=data,
         )
+
+    def check_parties(self, cp: ChannelPayment) -> str | None:
+        """``app_id`` must be ours; and ``seller_id`` too when configured."""
+        if cp.merchant_id != self.merchant_id:
+            return "merchant_mismatch"
+        if self.seller_id and cp.raw.get("seller_id") != self.seller_id:
+            return "seller_mismatch"
+        return None
 
     def close(self, payment_order: str) -> CloseResult:
         result = self._call(self.client.api_alipay_trade_close, out_trade_no=payment_order)

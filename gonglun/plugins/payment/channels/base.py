@@ -22,6 +22,7 @@ class ChannelPayment:
     amount: int | None = None  #: fen
     paid_at: dt.datetime | None = None
     merchant_id: str | None = None  #: app_id (Alipay) or mchid (WeChat), for the cross-check
+    app_id: str | None = None  #: the application the payment was made in (WeChat appid)
     status: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -69,6 +70,15 @@ class ChannelError(Exception):
     """The channel could not be reached or answered something we cannot use."""
 
 
+class NotificationRefused(Exception):
+    """A notification refused before (or instead of) being trusted: unknown signing key,
+    stale timestamp, not a notification we handle. ``reason`` goes into the record."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Channel(Protocol):
     method: str
     merchant_id: str
@@ -83,6 +93,11 @@ class Channel(Protocol):
         ...
 
     def parse_notification(self, headers: dict[str, str], body: bytes) -> ChannelPayment | None:
+        """The verified notification; None (or ``NotificationRefused``) when not trusted."""
+        ...
+
+    def check_parties(self, cp: ChannelPayment) -> str | None:
+        """Why a verified payment is not ours (``merchant_mismatch``...), or None."""
         ...
 
     def statement(self, bill_date: str) -> list[StatementRow]:

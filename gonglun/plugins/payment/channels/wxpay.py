@@ -16,6 +16,7 @@ from gonglun.plugins.payment.channels.base import (
     ChannelError,
     ChannelPayment,
     CloseResult,
+    NotificationRefused,
     StatementRow,
     merge_statement_row,
 )
@@ -52,6 +53,11 @@ class WxpayChannel:
         self.client = WeChatPay(**common)
         # NOTE: wechatpayv3 hard-codes api.mch.weixin.qq.com; the attribute is the override point.
         self.client._core._gate_way = settings["gateway"].rstrip("/")
+        #: Serials whose signatures we verify: the platform public key's id. Anything else is
+        #: refused before the SDK sees it: for an unknown serial wechatpayv3 would download
+        #: certificates, a blocking network call, on whatever thread verifies.
+        self.serials = {str(settings["public_key_id"])}
+        self.skew_s = float(settings.get("timestamp_skew_s", 300))
 
     def _request(self, fn: Any, **kwargs: Any) -> tuple[int, Any]:
         try:
@@ -110,18 +116,30 @@ class WxpayChannel:
     def _payment(self, data: dict[str, Any], payment_order: str) -> ChannelPayment:
         state = data.get("trade_state", "")
         amount = data.get("amount") or {}
-        total = amount.get("payer_total", amount.get("total"))
+        # The order's amount is ``total``; ``payer_total`` is what the buyer's own money paid
+        # after coupons (WeChat's merchant-funded coupons make it smaller). A coupon payment
+        # is a full payment of the order.
+        total = amount.get("total")
         return ChannelPayment(
             payment_order=data.get("out_trade_no") or payment_order,
             paid=state in ("SUCCESS", "REFUND"),
             closed=state in CLOSED_STATES,
             trade_no=data.get("transaction_id"),
-            amount=int(total) if isinstance(total, int) else None,
+            amount=total if isinstance(total, int) and not isinstance(total, bool) else None,
             paid_at=parse_rfc3339(data.get("success_time")),
             merchant_id=data.get("mchid"),
+            app_id=data.get("appid"),
             status=state,
             raw=data,
         )
+
+    def check_parties(self, cp: ChannelPayment) -> str | None:
+        """Both ``mchid`` and ``appid`` of the decrypted resource must be ours (missing: no)."""
+        if cp.merchant_id != self.merchant_id:
+            return "merchant_mismatch"
+        if cp.app_id != self.appid:
+            return "appid_mismatch"
+        return None
 
     def close(self, payment_order: str) -> CloseResult:
         code, body = self._request(self.client.close, out_trade_no=payment_order)
@@ -130,19 +148,38 @@ class WxpayChannel:
         error = body.get("code", str(code)) if isinstance(body, dict) else str(code)
         if error == "ORDER_CLOSED":
             return CloseResult(True, error, "订单已关闭")
-        return CloseResult(False, error, str(body), already_paid=error == "ORDERPAID")
+        msg = body.get("message") if isinstance(body, dict) else None
+        return CloseResult(False, error, str(msg or "关闭订单失败")[:100],
+                           already_paid=error == "ORDERPAID")
 
     def parse_notification(self, headers: dict[str, str], body: bytes) -> ChannelPayment | None:
+        """Verified and decrypted by wechatpayv3, after our own gates: a known serial, a
+        fresh timestamp. The parties (mchid, appid) are read from the decrypted resource only
+        and checked by ``check_parties``; never from the outer, unencrypted envelope."""
+        serial = headers.get("Wechatpay-Serial", "")
+        if serial not in self.serials:
+            raise NotificationRefused("unknown_serial")
+        stamp = headers.get("Wechatpay-Timestamp", "")
+        if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12 or abs(
+                time.time() - int(stamp)) > self.skew_s:
+            raise NotificationRefused("stale_timestamp")
         try:
             data = self.client.callback(headers, body)
         except Exception:
             return None
-        if not data or data.get("event_type") != "TRANSACTION.SUCCESS":
+        if not data:
             return None
         resource = data.get("resource") or {}
-        if "out_trade_no" not in resource:
+        if not isinstance(resource, dict) or "out_trade_no" not in resource:
             return None
-        if data.get("appid") is None and resource.get("appid") not in (None, self.appid):
+        event = data.get("event_type", "")
+        if str(event).startswith("REFUND."):
+            # Refund news: recorded and left to the refund confirmation (not a payment).
+            return ChannelPayment(resource["out_trade_no"], paid=False,
+                                  trade_no=resource.get("transaction_id"),
+                                  merchant_id=resource.get("mchid"),
+                                  app_id=self.appid, status="REFUND_NOTICE", raw=resource)
+        if event != "TRANSACTION.SUCCESS":
             return None
         return self._payment(resource, resource["out_trade_no"])
 
