@@ -2,8 +2,9 @@
 
 1. Notifications per second the sandbox signs and delivers to a trivial local receiver, per
    channel: N trades are paid through the control API (concurrently), each producing one signed
-   notification (Alipay: RSA2 form; WeChat: AES-256-GCM resource + RSA-signed headers), and the
-   clock stops when the receiver has acknowledged all N.
+   notification (Alipay: RSA2 form; WeChat: AES-256-GCM resource + RSA-signed headers) to the
+   receiver (the sandbox runs with ``--notify-base`` pointing at it), and the clock stops when
+   the receiver has acknowledged all N.
 2. Real-SDK calls per second against the sandbox: ``AliPay.api_alipay_trade_query`` and
    ``WeChatPay.query``, from one thread and from several.
 
@@ -81,7 +82,7 @@ class CountingReceiver:
             self.done.set()
 
 
-async def _pay_many(base: str, channel: str, notify_url: str, n: int, prefix: str) -> None:
+async def _pay_many(base: str, channel: str, n: int, prefix: str) -> None:
     limits = httpx.Limits(max_connections=CONCURRENCY)
     async with httpx.AsyncClient(base_url=base, limits=limits, trust_env=False,
                                  timeout=60) as client:
@@ -89,7 +90,7 @@ async def _pay_many(base: str, channel: str, notify_url: str, n: int, prefix: st
 
         async def one(i: int) -> None:
             no = f"{prefix}{i:08d}"
-            body: dict[str, Any] = {"out_trade_no": no, "notify_url": notify_url, "notify": True}
+            body: dict[str, Any] = {"out_trade_no": no, "notify": True}
             if channel == "alipay":
                 body["total_amount"] = "1.00"
             else:
@@ -101,12 +102,11 @@ async def _pay_many(base: str, channel: str, notify_url: str, n: int, prefix: st
         await asyncio.gather(*(one(i) for i in range(n)))
 
 
-def bench_notifications(base: str, receiver: CountingReceiver, receiver_url: str,
-                        channel: str, n: int, tag: str) -> dict[str, Any]:
+def bench_notifications(base: str, receiver: CountingReceiver, channel: str, n: int,
+                        tag: str) -> dict[str, Any]:
     receiver.expect(n)
     start = time.perf_counter()
-    asyncio.run(_pay_many(base, channel, receiver_url + "/notify", n,
-                          f"B{tag}{channel[:2].upper()}"))
+    asyncio.run(_pay_many(base, channel, n, f"B{tag}{channel[:2].upper()}"))
     enqueued = time.perf_counter() - start
     if not receiver.done.wait(60):
         raise RuntimeError(f"only {receiver.count}/{n} notifications arrived")
@@ -134,14 +134,16 @@ def bench_calls(call: Any, seconds: float, threads: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def sandbox_process(directory: str) -> Iterator[str]:
-    """``gonglun sandbox`` in a child process on a free port; yields its base URL."""
+def sandbox_process(directory: str, notify_base: str) -> Iterator[str]:
+    """``gonglun sandbox`` in a child process on a free port, notifying control-created
+    orders at ``notify_base``; yields its base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "gonglun.sandbox.cli", "sandbox", "--port", str(port), "--dir",
-         directory, "--memory", "--log-level", "warning", "--retry", "1,2,5"],
+         directory, "--memory", "--log-level", "warning", "--retry", "1,2,5",
+         "--notify-base", notify_base],
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
@@ -170,12 +172,11 @@ def main() -> int:
     receiver = CountingReceiver()
     receiver_server = UvicornThread(receiver)
     receiver_url = receiver_server.start()
-    with tempfile.TemporaryDirectory() as tmp, sandbox_process(tmp) as base:
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(tmp, receiver_url) as base:
         keyset = load_keyset(tmp)
         for channel in ("alipay", "wxpay"):
-            bench_notifications(base, receiver, receiver_url, channel, 50, "W")  # warm-up
-            figures = bench_notifications(base, receiver, receiver_url, channel, NOTIFICATIONS,
-                                          "M")
+            bench_notifications(base, receiver, channel, 50, "W")  # warm-up
+            figures = bench_notifications(base, receiver, channel, NOTIFICATIONS, "M")
             results[f"notify_{channel}"] = figures
             print(f"{channel:6} notifications: {figures['per_second']:8.1f}/s "
                   f"({figures['notifications']} signed and delivered in {figures['seconds']} s)")

@@ -465,26 +465,20 @@ class AlipayChannel:
                 raise ControlError(
                     404, "trade_not_found",
                     f"no Alipay trade {out_trade_no!r} (its cashier was never opened); "
-                    "give total_amount (and notify_url) to create and pay it",
+                    "give total_amount to create and pay it",
                 )
-            trade = self._new_trade(
-                out_trade_no=out_trade_no, amount=amount,
-                subject=str(data.get("subject") or "sandbox order"), kind="control",
-                notify_url=str(data.get("notify_url") or ""), app_id=str(data.get("app_id") or ""),
-            )
+            trade = self._control_trade(out_trade_no, amount, data)
         elif trade.state != WAIT:
             raise ControlError(409, "trade_state", f"trade {out_trade_no} is {trade.state}")
         elif amount is not None and amount != trade.amount:
             raise ControlError(409, "amount_mismatch",
                                f"trade {out_trade_no} is for {fen_to_yuan(trade.amount)} yuan")
-        if data.get("notify_url"):
-            trade.notify_url = str(data["notify_url"])
-        trade.state = SUCCESS
         trade.paid_at = self._control_time(data, "paid_at")
+        trade.state = SUCCESS
         self.sb.store.save_trade(trade)
         delivery = self.notify_payment(trade)
         out = self.view(trade)
-        out["notification"] = delivery
+        out.update(self.sb.notifier.report(delivery))
         if trade.return_url:
             out["return_url"] = self.return_url(trade)
         return out
@@ -503,21 +497,26 @@ class AlipayChannel:
         state = str(data.get("state") or SUCCESS)
         if state not in (WAIT, SUCCESS, CLOSED):
             raise ControlError(400, "bad_state", f"state must be {WAIT}, {SUCCESS} or {CLOSED}")
-        trade = self._new_trade(
-            out_trade_no=out_trade_no, amount=amount,
-            subject=str(data.get("subject") or "sandbox order"), kind="control",
-            notify_url=str(data.get("notify_url") or ""), app_id=str(data.get("app_id") or ""),
-        )
-        trade.state = state
+        trade = self._control_trade(out_trade_no, amount, data)
         if state == SUCCESS:
             trade.paid_at = self._control_time(data, "paid_at")
+        trade.state = state
         if state == CLOSED:
             trade.closed_at = now()
         self.sb.store.save_trade(trade)
         out = self.view(trade)
-        if state == SUCCESS and data.get("notify") and trade.notify_url:
-            out["notification"] = self.notify_payment(trade)
+        if state == SUCCESS and data.get("notify"):
+            out.update(self.sb.notifier.report(self.notify_payment(trade)))
         return out
+
+    def _control_trade(self, out_trade_no: str, amount: int, data: dict[str, Any]) -> Trade:
+        """A trade the control API creates: it notifies the sandbox's configured URL."""
+        return self._new_trade(
+            out_trade_no=out_trade_no, amount=amount,
+            subject=str(data.get("subject") or "sandbox order"), kind="control",
+            notify_url=self.sb.notify_urls.get(ALIPAY, ""),
+            app_id=str(data.get("app_id") or ""),
+        )
 
     def settle_refund(self, out_request_no: str, data: dict[str, Any]) -> dict[str, Any]:
         """A pending (fund_change N) refund reaches the buyer: REFUND_SUCCESS and a notification."""

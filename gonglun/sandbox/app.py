@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,7 +21,13 @@ from . import bills
 from .alipay import AlipayChannel, cashier_page
 from .faults import FaultError, Faults
 from .keys import Keyset, validate_keyset
-from .notifier import DEFAULT_NOTIFY_TIMEOUT, DEFAULT_RETRY_SCHEDULE, Notifier
+from .notifier import (
+    DEFAULT_NOTIFY_TIMEOUT,
+    DEFAULT_RETRY_SCHEDULE,
+    HostAllowlist,
+    Notifier,
+    url_target,
+)
 from .store import ALIPAY, CHANNELS, WXPAY, Store
 from .web import ControlError, fail, ok, read_body, read_json
 from .wxpay import V3Resource, WxpayChannel, checkmweb_page
@@ -34,6 +40,12 @@ class Sandbox:
     sent from background tasks on the serving event loop; they start lazily on the first
     request, and ``start()``/``stop()`` (wired to the ASGI lifespan by ``add_routes``) make
     that explicit.
+
+    Where notifications go is the sandbox's own configuration, never a control caller's:
+    ``notify_urls`` (``{"alipay": url, "wxpay": url}``) is the notify URL of trades the
+    control API creates (without one they notify nobody), and notifications are sent only to
+    ``notify_hosts`` (``host`` or ``host:port``; default loopback: 127.0.0.1, localhost, ::1)
+    plus the host and port of each ``notify_urls`` entry.
     """
 
     def __init__(
@@ -43,13 +55,18 @@ class Sandbox:
         state_path: str | None = None,
         retry_schedule: Sequence[float] = DEFAULT_RETRY_SCHEDULE,
         notify_timeout: float = DEFAULT_NOTIFY_TIMEOUT,
+        notify_urls: Mapping[str, str] | None = None,
+        notify_hosts: Iterable[str] | None = None,
     ) -> None:
         validate_keyset(keyset)
         self.keyset = keyset
+        self.notify_urls = _notify_urls(notify_urls or {})
         self.store = Store(state_path)
         self.faults = Faults()
         self.notifier = Notifier(self.store, self.faults, retry_schedule=retry_schedule,
-                                 timeout=notify_timeout)
+                                 timeout=notify_timeout,
+                                 allowlist=HostAllowlist.for_sandbox(notify_hosts,
+                                                                     self.notify_urls))
         self.alipay = AlipayChannel(self)
         self.wxpay = WxpayChannel(self)
 
@@ -126,10 +143,13 @@ def create_sandbox_app(
     state_path: str | None = None,
     retry_schedule: Sequence[float] = DEFAULT_RETRY_SCHEDULE,
     notify_timeout: float = DEFAULT_NOTIFY_TIMEOUT,
+    notify_urls: Mapping[str, str] | None = None,
+    notify_hosts: Iterable[str] | None = None,
 ) -> SandboxApp:
     """A Falcon ASGI app serving only the sandbox; the Sandbox is at ``app.sandbox``."""
     sandbox = Sandbox(keyset, state_path=state_path, retry_schedule=retry_schedule,
-                      notify_timeout=notify_timeout)
+                      notify_timeout=notify_timeout, notify_urls=notify_urls,
+                      notify_hosts=notify_hosts)
     app = SandboxApp(sandbox)
     sandbox.add_routes(app)
     return app
@@ -201,6 +221,17 @@ class AlipayGatewayResource:
             resp.text = text
 
 
+def _notify_urls(urls: Mapping[str, str]) -> dict[str, str]:
+    """Checked ``notify_urls``; an empty value means none for that channel."""
+    unknown = set(urls) - set(CHANNELS)
+    if unknown:
+        raise ValueError(f"notify_urls: unknown channel(s) {', '.join(sorted(unknown))}")
+    for channel, url in urls.items():
+        if url and url_target(url) is None:
+            raise ValueError(f"notify_urls[{channel!r}] must be an http(s) URL, got {url!r}")
+    return {channel: url for channel, url in urls.items() if url}
+
+
 # --- the control API ----------------------------------------------------------------------
 
 _DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
@@ -245,6 +276,8 @@ class ControlResource:
                       "platform_cert_serial": self.sb.wxpay.cert_serial,
                       "base_url": req.prefix},
             "config": self._config(),
+            "notify": {"urls": self.sb.notify_urls,
+                       "hosts": self.sb.notifier.allowlist.describe()},
         })
 
     def _config(self) -> dict[str, Any]:

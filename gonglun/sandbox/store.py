@@ -95,9 +95,10 @@ class Delivery:
     summary: dict[str, Any]
     notify_id: str
     attempts: int = 0
-    state: str = "pending"  #: pending, acked, failed, dropped
+    state: str = "pending"  #: pending, acked, failed, dropped, refused
     next_at: float = 0.0
     created_at: float = 0.0
+    reason: str = ""  #: why a refused delivery was never sent
 
 
 _KINDS = {"trade": Trade, "refund": Refund, "delivery": Delivery}

@@ -10,7 +10,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -59,16 +59,20 @@ def running_sandbox(
     retry_schedule: Sequence[float] = TEST_RETRY_SCHEDULE,
     notify_timeout: float = 2.0,
     keyset: Keyset | None = None,
+    notify_urls: Mapping[str, str] | None = None,
+    notify_hosts: Iterable[str] | None = None,
 ) -> Iterator[tuple[str, Sandbox, Keyset]]:
     """Run a sandbox; yields ``(base_url, sandbox, keyset)``.
 
     The keyset is read from ``tmp_dir/sandbox.json`` (written first if missing) unless given.
+    ``notify_urls`` and ``notify_hosts`` are the Sandbox's options of the same names.
     """
     if keyset is None:
         keyset = (load_keyset(tmp_dir) if (Path(tmp_dir) / KEYSET_FILE).exists()
                   else init_keyset(tmp_dir))
     sandbox = Sandbox(keyset, state_path=state_path, retry_schedule=retry_schedule,
-                      notify_timeout=notify_timeout)
+                      notify_timeout=notify_timeout, notify_urls=notify_urls,
+                      notify_hosts=notify_hosts)
     app = falcon.asgi.App()
     sandbox.add_routes(app)
     server = UvicornThread(app)

@@ -9,6 +9,9 @@ import falcon
 import falcon.asgi
 
 MAX_BODY = 1 << 20
+#: Fields no control body may carry: where notifications go is the sandbox's configuration
+#: (``Sandbox(notify_urls=...)``), never a control caller's choice.
+REFUSED_FIELDS = ("notify_url",)
 
 
 class ControlError(Exception):
@@ -43,7 +46,9 @@ async def read_body(req: falcon.asgi.Request) -> bytes:
 
 
 async def read_json(req: falcon.asgi.Request, *, required: bool = False) -> dict[str, Any]:
-    """The request's JSON object; an empty body is ``{}`` unless ``required``."""
+    """The request's JSON object; an empty body is ``{}`` unless ``required``.
+
+    Every control body is read here, so a refused field is refused before anything changes."""
     body = await read_body(req)
     if not body.strip():
         if required:
@@ -55,6 +60,14 @@ async def read_json(req: falcon.asgi.Request, *, required: bool = False) -> dict
         raise ControlError(400, "bad_json", f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ControlError(400, "bad_json", "body must be a JSON object")
+    for name in REFUSED_FIELDS:
+        if name in data:
+            raise ControlError(
+                400, f"{name}_not_allowed",
+                f"{name} is not accepted by the control API: the sandbox notifies the URL the "
+                "merchant gave in its signed order, or for orders the control API creates the "
+                "URL configured with Sandbox(notify_urls=...) / gonglun sandbox --notify-base",
+            )
     return data
 
 

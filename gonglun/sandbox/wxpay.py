@@ -525,8 +525,7 @@ class WxpayChannel:
             if total is None:
                 raise ControlError(
                     404, "trade_not_found",
-                    f"no WeChat Pay order {out_trade_no!r}; give total (fen) and notify_url "
-                    "to create and pay it",
+                    f"no WeChat Pay order {out_trade_no!r}; give total (fen) to create and pay it",
                 )
             trade = self._control_trade(out_trade_no, total, data)
         elif trade.state != NOTPAY:
@@ -534,23 +533,22 @@ class WxpayChannel:
         elif total is not None and total != trade.amount:
             raise ControlError(409, "amount_mismatch",
                                f"order {out_trade_no} is {trade.amount} fen")
-        if data.get("notify_url"):
-            trade.notify_url = str(data["notify_url"])
         if data.get("openid"):
             trade.payer = str(data["openid"])
         self._mark_paid(trade, data)
         out = self.control_view(trade)
-        out["notification"] = self.notify_payment(trade)
+        out.update(self.sb.notifier.report(self.notify_payment(trade)))
         return out
 
     def _control_trade(self, out_trade_no: str, total: int, data: dict[str, Any]) -> Trade:
+        """An order the control API creates: it notifies the sandbox's configured URL."""
         mode = str(data.get("serial_mode") or PUBLIC_KEY)
         if mode not in (PUBLIC_KEY, CERTIFICATE):
             raise ControlError(400, "bad_field", "serial_mode must be public_key or certificate")
         return Trade(
             channel=WXPAY, out_trade_no=out_trade_no, channel_no="", amount=total, state=NOTPAY,
             app_id=self.appid, subject=str(data.get("description") or "sandbox order"),
-            kind="control", notify_url=str(data.get("notify_url") or ""),
+            kind="control", notify_url=self.sb.notify_urls.get(WXPAY, ""),
             payer=str(data.get("openid") or ""), created_at=now(), serial_mode=mode,
         )
 
@@ -585,8 +583,8 @@ class WxpayChannel:
             trade.closed_at = now() if state == CLOSED else None
             self.sb.store.save_trade(trade)
         out = self.control_view(trade)
-        if state == SUCCESS and data.get("notify") and trade.notify_url:
-            out["notification"] = self.notify_payment(trade)
+        if state == SUCCESS and data.get("notify"):
+            out.update(self.sb.notifier.report(self.notify_payment(trade)))
         return out
 
     def adjust(self, out_trade_no: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -624,7 +622,7 @@ class WxpayChannel:
             trade.state = SUCCESS
             self.sb.store.save_trade(trade)
         out = self.refund_view(refund)
-        out["notification"] = self.notify_refund(trade, refund)
+        out.update(self.sb.notifier.report(self.notify_refund(trade, refund)))
         return out
 
     def control_view(self, trade: Trade) -> dict[str, Any]:

@@ -66,6 +66,24 @@ def receiver() -> Iterator[NotifyReceiver]:
         yield r
 
 
+def receiver_urls(receiver: NotifyReceiver) -> dict[str, str]:
+    """The sandbox's ``notify_urls`` for a receiver: ``/notify/alipay`` and ``/notify/wxpay``."""
+    return {"alipay": receiver.url + "/notify/alipay", "wxpay": receiver.url + "/notify/wxpay"}
+
+
+@pytest.fixture
+def notifying_env(tmp_path: Path, keyset: dict[str, Any],
+                  receiver: NotifyReceiver) -> Iterator[Env]:
+    """A sandbox whose control-created orders notify ``receiver`` (``notify_urls``)."""
+    with running_sandbox(tmp_path, keyset=keyset,
+                         notify_urls=receiver_urls(receiver)) as (base, sandbox, ks):
+        e = Env(base, sandbox, ks)
+        try:
+            yield e
+        finally:
+            e.http.close()
+
+
 @pytest.fixture
 def ali(env: Env, receiver: NotifyReceiver) -> AliPay:
     return alipay_client(env.keyset, env.base, notify_url=receiver.url + "/notify/alipay",

@@ -199,17 +199,21 @@ def test_expired_trade_closes(env: Env, ali: AliPay) -> None:
     assert env.control("POST", f"/sandbox/alipay/trades/{no}/pay", json={}).status_code == 409
 
 
-def test_pay_an_order_whose_cashier_was_never_opened(env: Env, ali: AliPay,
+def test_pay_an_order_whose_cashier_was_never_opened(notifying_env: Env,
                                                      receiver: NotifyReceiver) -> None:
+    env = notifying_env
+    ali = alipay_client(env.keyset, env.base, timeout=5)
     no = "202401010000000040"
     r = env.control("POST", f"/sandbox/alipay/trades/{no}/pay", json={})
     assert r.status_code == 404
     assert r.json()["error"] == "sandbox.trade_not_found"
-    r = env.control("POST", f"/sandbox/alipay/trades/{no}/pay", json={
-        "total_amount": "12.34", "notify_url": receiver.url + "/notify/alipay"})
+    r = env.control("POST", f"/sandbox/alipay/trades/{no}/pay", json={"total_amount": "12.34"})
     assert r.status_code == 200, r.text
+    assert r.json()["data"]["notified"] is True
     assert ali.api_alipay_trade_query(out_trade_no=no)["trade_status"] == "TRADE_SUCCESS"
-    form = form_of(receiver.wait_for(1)[0].text)
+    note = receiver.wait_for(1)[0]
+    assert note.path == "/notify/alipay"  # the sandbox's configured notify URL
+    form = form_of(note.text)
     assert form["out_trade_no"] == no and ali.verify(form, form.pop("sign"))
 
 

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 import urllib.error
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
@@ -15,7 +16,12 @@ from alipay import AliPay
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 from gonglun.sandbox.clients import alipay_client, wechat_client
-from gonglun.sandbox.testing import TEST_RETRY_SCHEDULE, NotifyReceiver, notify_receiver
+from gonglun.sandbox.testing import (
+    TEST_RETRY_SCHEDULE,
+    NotifyReceiver,
+    notify_receiver,
+    running_sandbox,
+)
 
 from .conftest import Env
 
@@ -81,19 +87,23 @@ def test_wechat_retries_on_anything_but_200_or_204(env: Env) -> None:
     assert [(a["status"], a["outcome"]) for a in attempts] == [(500, "retry"), (204, "acked")]
 
 
-def test_attempts_are_bounded_and_connection_errors_logged(env: Env) -> None:
+def test_attempts_are_bounded_and_connection_errors_logged(tmp_path: Path,
+                                                          keyset: dict) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/gone"
-    r = env.control("POST", "/sandbox/alipay/trades/202401010000000101/pay",
-                    json={"total_amount": "1.00", "notify_url": dead})
-    assert r.status_code == 200
-    total = len(TEST_RETRY_SCHEDULE) + 1
-    attempts = wait_until(lambda: len(env.attempts()) == total and env.attempts())
-    assert [a["outcome"] for a in attempts] == ["retry"] * (total - 1) + ["failed"]
-    assert all(a["status"] is None and a["error"] for a in attempts)
-    time.sleep(sum(TEST_RETRY_SCHEDULE[-1:]) + 0.3)
-    assert len(env.attempts()) == total  # and no more
+    with running_sandbox(tmp_path, keyset=keyset, notify_urls={"alipay": dead}) as (base, sb, ks):
+        env = Env(base, sb, ks)
+        r = env.control("POST", "/sandbox/alipay/trades/202401010000000101/pay",
+                        json={"total_amount": "1.00"})
+        assert r.status_code == 200
+        total = len(TEST_RETRY_SCHEDULE) + 1
+        attempts = wait_until(lambda: len(env.attempts()) == total and env.attempts())
+        assert [a["outcome"] for a in attempts] == ["retry"] * (total - 1) + ["failed"]
+        assert all(a["url"] == dead and a["status"] is None and a["error"] for a in attempts)
+        time.sleep(sum(TEST_RETRY_SCHEDULE[-1:]) + 0.3)
+        assert len(env.attempts()) == total  # and no more
+        env.http.close()
 
 
 # --- notification faults -------------------------------------------------------------------

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from wechatpayv3 import WeChatPayType
 
-from gonglun.sandbox.cli import add_parser, run
+from gonglun.sandbox.cli import add_parser, notify_urls_for, run
 from gonglun.sandbox.clients import alipay_client, wechat_client
 from gonglun.sandbox.testing import notify_receiver, running_sandbox
 
@@ -55,13 +56,14 @@ def test_state_survives_a_restart(tmp_path: Path, keyset: dict) -> None:
 def test_pending_deliveries_resume_after_a_restart(tmp_path: Path, keyset: dict) -> None:
     state = str(tmp_path / "state.db")
     with notify_receiver(replies=[(503, "busy")]) as rcv:
+        urls = {"wxpay": rcv.url + "/w"}
         with running_sandbox(tmp_path, keyset=keyset, state_path=state,
-                             retry_schedule=(1.0,)) as (base, _, _ks):
+                             retry_schedule=(1.0,), notify_urls=urls) as (base, _, _ks):
             httpx.post(base + "/sandbox/wxpay/transactions/WX0000000610/pay",
-                       json={"total": 1, "notify_url": rcv.url + "/w"}, trust_env=False)
+                       json={"total": 1}, trust_env=False)
             rcv.wait_for(1)  # first attempt refused; the retry is a second away
         with running_sandbox(tmp_path, keyset=keyset, state_path=state,
-                             retry_schedule=(1.0,)) as (base, _, _ks):
+                             retry_schedule=(1.0,), notify_urls=urls) as (base, _, _ks):
             rcv.wait_for(2, timeout=5)
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
@@ -70,6 +72,29 @@ def test_pending_deliveries_resume_after_a_restart(tmp_path: Path, keyset: dict)
                     break
                 time.sleep(0.05)
             assert [a["outcome"] for a in log] == ["retry", "acked"]
+
+
+def test_a_resumed_delivery_obeys_the_current_allowlist(tmp_path: Path, keyset: dict) -> None:
+    """Deliveries are checked before every attempt, not only when queued."""
+    state = str(tmp_path / "state.db")
+    with notify_receiver(replies=[(503, "busy")]) as rcv:
+        with running_sandbox(tmp_path, keyset=keyset, state_path=state, retry_schedule=(1.0,),
+                             notify_urls={"wxpay": rcv.url + "/w"}) as (base, _, _ks):
+            httpx.post(base + "/sandbox/wxpay/transactions/WX0000000620/pay",
+                       json={"total": 1}, trust_env=False)
+            rcv.wait_for(1)
+        with running_sandbox(tmp_path, keyset=keyset, state_path=state, retry_schedule=(1.0,),
+                             notify_hosts=["pay.example"]) as (base, _, _ks):
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                log = httpx.get(base + "/sandbox/notifications", trust_env=False).json()["data"]
+                if log and log[-1]["outcome"] != "retry":
+                    break
+                time.sleep(0.05)
+            assert [(a["outcome"], a["error"]) for a in log][1:] == [
+                ("refused", "refused: host not allowed")]
+            time.sleep(0.5)
+        assert len(rcv.received) == 1
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -90,12 +115,30 @@ def test_cli_init(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-de
     serve_args = parse(["sandbox", "--port", "9", "--dir", str(tmp_path), "--host", "0.0.0.0"])
     assert (serve_args.port, serve_args.dir, serve_args.host) == (9, str(tmp_path), "0.0.0.0")
     assert serve_args.sandbox_command is None
+    assert (serve_args.notify_base, serve_args.notify_host) == (None, None)
+    notify_args = parse(["sandbox", "--notify-base", "https://app.example/", "--notify-host",
+                         "hooks.example", "--notify-host", "[::1]:9"])
+    assert notify_args.notify_base == "https://app.example/"
+    assert notify_args.notify_host == ["hooks.example", "[::1]:9"]
+    assert notify_urls_for(notify_args.notify_base) == {
+        "alipay": "https://app.example/v1/notify/alipay",
+        "wxpay": "https://app.example/v1/notify/wxpay"}
+
+
+@pytest.mark.parametrize("argv", [["--notify-base", "app.example"],
+                                  ["--notify-base", "ftp://app.example"],
+                                  ["--notify-host", "http://app.example/"],
+                                  ["--notify-host", "app.example:99999"]])
+def test_cli_refuses_bad_notify_options(tmp_path: Path, capsys, argv: list[str]) -> None:  # type: ignore[no-untyped-def]
+    assert run(parse(["sandbox", "--dir", str(tmp_path / "k"), *argv])) == 2
+    assert "notify" in capsys.readouterr().err
+    assert not (tmp_path / "k").exists()  # refused before writing anything
 
 
 def test_cli_serves(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gonglun.sandbox.cli", "sandbox", "--port", "0", "--dir",
-         str(tmp_path), "--memory"],
+         str(tmp_path), "--memory", "--notify-base", "http://app.internal:8000"],
         stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -113,6 +156,10 @@ def test_cli_serves(tmp_path: Path) -> None:
         info = httpx.get(base + "/sandbox/info", trust_env=False).json()["data"]
         keyset = json.loads((tmp_path / "sandbox.json").read_text())
         assert info["alipay"]["app_id"] == keyset["alipay"]["app_id"]
+        assert info["notify"] == {
+            "urls": {"alipay": "http://app.internal:8000/v1/notify/alipay",
+                     "wxpay": "http://app.internal:8000/v1/notify/wxpay"},
+            "hosts": ["127.0.0.1", "::1", "app.internal:8000", "localhost"]}
         ali = alipay_client(keyset, base)
         assert ali.api_alipay_trade_query(out_trade_no="202401010000000700")["code"] == "40004"
     finally:
