@@ -191,6 +191,17 @@ class Config:
         return str(url)
 
     @property
+    def base_url(self) -> str:
+        """Where this deployment is reachable (notify URLs; the embedded sandbox gateway)."""
+        configured = self.get("server.public_url")
+        if configured:
+            return str(configured).rstrip("/")
+        host = self.get("server.host", "127.0.0.1")
+        if host in ("0.0.0.0", "::", ""):  # listening everywhere: this machine reaches itself
+            host = "127.0.0.1"
+        return f"http://{host}:{self.get('server.port', 8000)}"
+
+    @property
     def redis_url(self) -> str:
         return str(self.get("redis.url") or "")
 

@@ -47,7 +47,13 @@ def attach_embedded(app: Any, rt: Any) -> None:
             if not (directory / "sandbox.json").exists():
                 init_keyset(directory)
             state = rt.config.get("sandbox.state_path") or None
-            rt.sandbox = Sandbox(load_keyset(directory), state_path=state)
+            # The sandbox notifies only this server (what it creates by control, and any host
+            # besides loopback and these): never an address a caller names.
+            notify_urls = {m: str(rt.config.get(f"payment.{m}.notify_url")
+                                  or f"{rt.config.base_url}/v1/notify/{m}")
+                           for m in ("alipay", "wxpay")}
+            rt.sandbox = Sandbox(load_keyset(directory), state_path=state,
+                                 notify_urls=notify_urls)
             rt.sandbox.add_routes(app)
     if rt.config.embedded and rt.config.get("server.embedded_services", True):
         app.add_middleware(EmbeddedServices(rt))

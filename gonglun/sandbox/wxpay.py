@@ -359,7 +359,17 @@ class WxpayChannel:
                     trade.out_trade_no.encode()).hexdigest()[:27]},
                 "promotion_detail": [],
             })
-            out["amount"]["payer_total"] = trade.amount
+            coupon = int(trade.extra.get("coupon") or 0)
+            out["amount"]["payer_total"] = trade.amount - coupon
+            if coupon:
+                # A merchant-funded cash coupon: the order's total is paid in full, the buyer's
+                # own money (payer_total) is smaller by the coupon.
+                out["promotion_detail"] = [{
+                    "coupon_id": "1" + trade.channel_no[-9:], "name": "代金券",
+                    "scope": "SINGLE", "type": "CASH", "amount": coupon,
+                    "stock_id": "9865000", "wechatpay_contribute": 0,
+                    "merchant_contribute": coupon, "other_contribute": 0, "currency": "CNY",
+                }]
         return out
 
     # --- refunds -----------------------------------------------------------------------
@@ -535,6 +545,11 @@ class WxpayChannel:
                                f"order {out_trade_no} is {trade.amount} fen")
         if data.get("openid"):
             trade.payer = str(data["openid"])
+        coupon = _fen(data, "coupon")
+        if coupon is not None:
+            if coupon >= trade.amount:
+                raise ControlError(400, "bad_amount", "coupon must be less than the total")
+            trade.extra["coupon"] = coupon
         self._mark_paid(trade, data)
         out = self.control_view(trade)
         out.update(self.sb.notifier.report(self.notify_payment(trade)))

@@ -136,6 +136,77 @@ def test_failed_implementation_is_retried_alone(rt: Any) -> None:
     assert {"steady", "flaky"} <= done
 
 
+def test_two_implementations_in_one_plugin_complete_separately(rt: Any) -> None:
+    """The landed loss: the payment plugin's credit failed while its push succeeded, the event
+    was marked done per plugin, and the credit was never retried. Completion is recorded per
+    implementation."""
+    credits: list[dict[str, Any]] = []
+    pushes: list[dict[str, Any]] = []
+    state = {"left": 2}
+
+    @hookimpl
+    def balance_changed(posting: dict[str, Any]) -> None:
+        if state["left"] > 0:
+            state["left"] -= 1
+            raise RuntimeError("the ledger insert failed for a few seconds")
+        credits.append(posting)
+
+    @hookimpl(specname="balance_changed", priority=90)
+    def push_balance_changed(posting: dict[str, Any]) -> None:
+        pushes.append(posting)
+
+    plugin = SimpleNamespace(balance_changed=balance_changed,
+                             push_balance_changed=push_balance_changed)
+    rt.pm.register(plugin, "payments_like")
+    fire(rt, "two-impls")
+    drain(rt, timeout=30)
+    assert len(credits) == 1 and len(pushes) == 1  # the push ran once, the credit retried
+    assert state_of(rt, "two-impls") == "done"
+    with rt.db.read() as session:
+        done = [i for i in session.scalars(select(OutboxDone.impl)) if
+                i.startswith("payments_like:")]
+    assert len(done) == 2
+
+
+def test_an_implementation_that_keeps_failing_is_left_failed_with_an_alarm(
+        make_rt: Any, tmp_path: Path) -> None:
+    rt = make_rt(outbox={"max_retries": 2})
+    alarms: list[str] = []
+
+    @hookimpl
+    def balance_changed(posting: dict[str, Any]) -> None:
+        raise RuntimeError("never works")
+
+    @hookimpl
+    def alarm(kind: str, message: str) -> None:
+        alarms.append(kind)
+
+    rt.pm.register(SimpleNamespace(balance_changed=balance_changed, alarm=alarm), "broken")
+    fire(rt, "doomed")
+    with pytest.raises(Exception, match="never works"):
+        rt.outbox.consume("doomed")  # retried by the broker...
+    assert rt.outbox.consume("doomed") == "failed"  # ...until max_retries: a human's turn
+    assert state_of(rt, "doomed") == "failed"
+    with rt.db.read() as session:
+        error = session.execute(select(OutboxEvent.last_error).where(
+            OutboxEvent.key == "doomed")).scalar()
+        alarm_key = session.execute(select(OutboxEvent.key).where(
+            OutboxEvent.hook == "alarm")).scalar()
+        doomed_id = session.execute(select(OutboxEvent.id).where(
+            OutboxEvent.key == "doomed")).scalar()
+    assert "broken:" in error and "never works" in error
+    assert rt.outbox.consume(alarm_key) == "done" and alarms == ["outbox_failed"]
+    # The operator sees it, fixes the cause and re-arms it.
+    from gonglun.cli import main
+
+    config = tmp_path / "gonglun.toml"
+    config.write_text(f'[database]\nurl = "{rt.config.database_url}"\n'
+                      f'[redis]\nprefix = "{rt.keys.prefix}"\n')
+    assert main(["--config", str(config), "outbox", "--failed"]) == 1
+    assert main(["--config", str(config), "outbox", "--retry", str(doomed_id)]) == 0
+    assert state_of(rt, "doomed") == "pending"
+
+
 CHILD = textwrap.dedent(
     """
     import os, sys

@@ -42,13 +42,7 @@ __all__ = ["Channel", "ChannelError", "ChannelPayment", "CloseResult", "Statemen
 
 def base_url(rt: Any) -> str:
     """Where this deployment is reachable (notify URLs) and, embedded, the sandbox gateway."""
-    configured = rt.config.get("server.public_url")
-    if configured:
-        return str(configured).rstrip("/")
-    host = rt.config.get("server.host", "127.0.0.1")
-    if host in ("0.0.0.0", "::", ""):  # listening everywhere: this machine reaches itself here
-        host = "127.0.0.1"
-    return f"http://{host}:{rt.config.get('server.port', 8000)}"
+    return str(rt.config.base_url)
 
 
 class ChannelSettingsError(ValueError):
