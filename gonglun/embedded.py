@@ -24,8 +24,8 @@ def sandbox_enabled(rt: Any) -> bool:
     return rt.config.sandbox_enabled
 
 
-SIMULATED = ("PAYMENTS ARE SIMULATED: the gateway sandbox is enabled (sandbox.enabled = true); "
-             "no real money moves and anybody who reaches /sandbox/... can pay any order")
+SIMULATED = ("PAYMENTS ARE SIMULATED: the gateway sandbox runs here; no real money moves and "
+             "anybody who reaches /sandbox/... can pay any order")
 
 
 def announce_sandbox(rt: Any) -> None:

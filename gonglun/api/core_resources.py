@@ -10,6 +10,7 @@ from typing import Any
 import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gonglun.api.routes import responds
 from gonglun.api.util import client_ip, get_str, json_body, ok, query_int, run_cpu, run_sync
 
 log = logging.getLogger("gonglun.api")
@@ -17,6 +18,7 @@ log = logging.getLogger("gonglun.api")
 
 class Health:
     auth = "public"
+    auth_optional = True  #: an admin's token (or the metrics token) shows the details
 
     def __init__(self, rt: Any):
         self.rt = rt
@@ -59,10 +61,14 @@ def privileged(rt: Any, req: Any) -> bool:
 
 class Metrics:
     auth = "public"
+    auth_optional = True
 
     def __init__(self, rt: Any):
         self.rt = rt
 
+    @responds(responses={"200": {"description": "Prometheus text exposition",
+                                 "content": {"text/plain": {"schema": {"type": "string"}}}},
+                         "401": {"description": "server.metrics_token is set and not given"}})
     async def on_get(self, req: Any, resp: Any) -> None:
         """Prometheus metrics in the text exposition format.
 
@@ -83,6 +89,8 @@ class OpenAPI:
     def __init__(self, rt: Any):
         self.rt = rt
 
+    @responds(responses={"200": {"description": "OpenAPI 3.1 document", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["openapi", "paths"]}}}}})
     async def on_get(self, req: Any, resp: Any) -> None:
         """This document: every route the enabled plugins registered."""
         from gonglun.api.openapi import build
@@ -114,6 +122,7 @@ class Sessions:
         self.rt.hooks.do_action("user_login", user_id=user_id, method="password", ip=ip)
         return data
 
+    @responds(201, description="a bearer token and the user")
     async def on_post(self, req: Any, resp: Any) -> None:
         """Log in with ``{"login", "password"}``; answers a bearer token (201).
 
@@ -203,6 +212,7 @@ class WsTickets:
         self.rt.redis.set(self.rt.keys("wsticket", digest), str(user_id), ex=ttl)
         return {"ticket": ticket, "expires_in": ttl}
 
+    @responds(201, description="a one-time ticket")
     async def on_post(self, req: Any, resp: Any) -> None:
         """A ticket for ``WS /v1/ws?ticket=...``: valid once, for ``auth.ws_ticket_ttl_s`` s."""
         resp.set_header("Cache-Control", "no-store")
@@ -294,7 +304,8 @@ def login_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["login", "password"],
-        "properties": {"login": {"type": "string"}, "password": {"type": "string"}},
+        "properties": {"login": {"type": "string", "minLength": 1, "maxLength": 64},
+                       "password": {"type": "string", "minLength": 1, "maxLength": 256}},
     }
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 Auth = Literal["public", "user", "admin", "superadmin"]
 
@@ -22,3 +25,23 @@ class Route:
     tags: tuple[str, ...] = ()
     schemas: dict[str, Any] = field(default_factory=dict)
     suffix: str | None = None
+    #: JSON schemas of path parameters (default: a string), e.g. ``{"ref": REF_SCHEMA}``.
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+#: Payment and order references (DECISIONS.md 2): ASCII digits only.
+REF_SCHEMA = {"type": "string", "pattern": "^[0-9]{1,32}$"}
+
+
+def responds(status: int = 200, *, responses: dict[str, Any] | None = None,
+             description: str = "success envelope") -> Callable[[F], F]:
+    """Document a responder's success status (201 for creations), or replace its responses
+    entirely (``responses``: an OpenAPI responses object, for channel callbacks that answer in
+    the channel's own format)."""
+
+    def mark(fn: F) -> F:
+        fn.__openapi__ = {"status": status, "responses": responses,  # type: ignore[attr-defined]
+                          "description": description}
+        return fn
+
+    return mark

@@ -26,22 +26,22 @@ def register_migrations(locations: list[str]) -> list[str]:
 
 @hookimpl
 def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
-    from gonglun.api.routes import Route
+    from gonglun.api.routes import REF_SCHEMA, Route
     from gonglun.plugins.payment import resources as r
-    from gonglun.plugins.payment.schemas import CREATE_SCHEMA
+    from gonglun.plugins.payment.schemas import CREATE_SCHEMA, LOOKUP_SCHEMA
 
     item = r.PaymentItem(rt)
+    ref = {"ref": REF_SCHEMA}
     return [
         *routes,
         Route("/v1/payment/scenes", r.Scenes(rt), tags=("payment",)),
         Route("/v1/payments", r.Payments(rt), tags=("payment",),
               schemas={"post": CREATE_SCHEMA}),
         Route("/v1/payments/lookup", r.Lookup(rt), tags=("payment",),
-              schemas={"post": {"type": "object", "required": ["order"],
-                                "properties": {"order": {"type": "string"}}}}),
-        Route("/v1/payments/{ref}", item, tags=("payment",)),
-        Route("/v1/payments/{ref}/close", item, tags=("payment",), suffix="close"),
-        Route("/v1/payments/{ref}/sync", item, tags=("payment",), suffix="sync"),
+              schemas={"post": LOOKUP_SCHEMA}),
+        Route("/v1/payments/{ref}", item, tags=("payment",), params=ref),
+        Route("/v1/payments/{ref}/close", item, tags=("payment",), suffix="close", params=ref),
+        Route("/v1/payments/{ref}/sync", item, tags=("payment",), suffix="sync", params=ref),
         Route("/v1/notify/alipay", r.Notify(rt, "alipay"), tags=("payment",)),
         Route("/v1/notify/wxpay", r.Notify(rt, "wxpay"), tags=("payment",)),
     ]

@@ -103,7 +103,8 @@ def register_recon_routes(rt: Any, routes: list[Any]) -> list[Any]:
         *routes,
         Route("/v1/admin/reconciliation", ReconItems(rt), tags=tags),
         Route("/v1/admin/reconciliation/run", ReconRunNow(rt), tags=tags),
-        Route("/v1/admin/reconciliation/{item_id}/resolve", ReconResolve(rt), tags=tags),
+        Route("/v1/admin/reconciliation/{item_id}/resolve", ReconResolve(rt), tags=tags,
+              params={"item_id": {"type": "string", "pattern": "^[0-9]{1,18}$"}}),
     ]
 
 

@@ -476,7 +476,6 @@ def resolve_item(rt: Any, item_id: int, resolution: Any, *, by: int | None = Non
 
 
 def parse_item_id(value: Any) -> int:
-    text = str(value).strip()
-    if not text.isdigit() or len(text) > 18:
-        raise GonglunError("recon.not_found", "对账差异不存在", status=404)
-    return int(text)
+    from gonglun.api.util import path_id
+
+    return path_id(str(value), error="recon.not_found", msg="对账差异不存在")

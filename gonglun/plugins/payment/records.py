@@ -56,7 +56,7 @@ def resolve(session: Session, ref: str, *, for_update: bool = False) -> Payment 
     """A client reference: fewer than 10 digits is the primary key; otherwise a merchant,
     channel or refund order number (AMB-09)."""
     ref = (ref or "").strip()
-    if not ref.isdigit() and not (ref and ref.isalnum()):
+    if not ref.isascii() or not ref.isalnum() or len(ref) > 64:
         return None
     stmt = select(Payment)
     if ref.isdigit() and len(ref) < 10:

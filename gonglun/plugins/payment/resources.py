@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gonglun.api.openapi import TOO_LARGE, plain_text
+from gonglun.api.routes import responds
 from gonglun.api.util import (
     ascii_ref,
     client_ip,
@@ -77,10 +79,12 @@ class Payments:
     """``POST /v1/payments`` (guests allowed where the scene allows) and the caller's list."""
 
     auth = "public"
+    auth_optional = True
 
     def __init__(self, rt: Any):
         self.rt = rt
 
+    @responds(201, description="the payment and the channel's pay parameters")
     async def on_post(self, req: Any, resp: Any) -> None:
         """Create a payment order and get the channel's pay parameters (201).
 
@@ -186,6 +190,20 @@ class Lookup:
         ok(resp, {"id": data["id"], "link": f"/v1/payments/{data['id']}"})
 
 
+#: What the channels expect back, in their own formats (not the API envelope).
+NOTIFY_RESPONSES: dict[str, dict[str, Any]] = {
+    "alipay": {"200": plain_text("success: stop retrying; fail: retry later",
+                                 ["success", "fail"]), **TOO_LARGE},
+    "wxpay": {
+        "204": {"description": "acknowledged"},
+        "400": {"description": "not acknowledged: WeChat retries", "content": {
+            "application/json": {"schema": {
+                "type": "object", "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}},
+        **TOO_LARGE,
+    },
+}
+
 #: Notification outcomes of bodies we could not trust: answered ``fail`` so that a genuine
 #: channel retries; everything else verified is acknowledged (applied, or held for review).
 UNVERIFIED = ("rejected:bad_signature", "rejected:unknown_serial", "rejected:stale_timestamp")
@@ -200,6 +218,7 @@ class Notify:
         self.rt = rt
         self.method = method
         self.batcher = NotificationBatcher(rt, method)
+        self.openapi_responses = {"post": NOTIFY_RESPONSES[method]}
         #: Channel notifications are a few kilobytes; anything much larger is not one.
         self.max_body = int(rt.config.get("payment.notify_max_body", 65536))
 
