@@ -11,4 +11,5 @@ from gonglun.api import create_app
 from gonglun.config import Config
 
 os.umask(0o077)  # the SQLite file, logs and keys this process creates are private
-app = create_app(Config.load(home=Path(__file__).resolve().parent))
+config = Config.load(home=Path(__file__).resolve().parent)
+app = create_app(config)

@@ -125,3 +125,22 @@ def recharge_through_the_embedded_gateway(tmp_path: Path, port: int, env: dict) 
             break
         time.sleep(0.2)
     assert balance == 2500
+
+
+def test_app_module_uses_its_own_folder_from_anywhere(tmp_path: Path) -> None:
+    """``uvicorn app:app`` started from another folder finds the same database and keys as
+    ``gonglun serve`` run in the project."""
+    import shutil
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "app.py", project / "app.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONGLUN_")}
+    env["PYTHONPATH"] = str(project)
+    shown = subprocess.run(
+        [sys.executable, "-c", "import app; print(app.config.database_url)"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == f"sqlite:///{project.resolve() / 'var' / 'gonglun.db'}"
+    assert not (elsewhere / "var").exists()
