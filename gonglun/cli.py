@@ -57,9 +57,25 @@ def cmd_serve(rt: Any, args: argparse.Namespace) -> int:
     _ensure_schema(rt)
     app = create_app(rt=rt)
     banner(rt, host, port)
+    logging.getLogger("uvicorn.access").addFilter(RedactQuery())
+    # NOTE: proxy_headers off: uvicorn would otherwise rewrite the client address from
+    # X-Forwarded-For for loopback peers, under every limit; server.trusted_proxies decides.
     uvicorn.run(app, host=host, port=port, ws="auto", lifespan="on",
-                log_level=args.log_level)
+                log_level=args.log_level, proxy_headers=False)
     return 0
+
+
+class RedactQuery(logging.Filter):
+    """Access-log lines never carry credentials: ``token=``/``ticket=`` values are masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import re
+
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                re.sub(r"((?:token|ticket)=)[^&\s]+", r"\1***", a) if isinstance(a, str) else a
+                for a in record.args)
+        return True
 
 
 def banner(rt: Any, host: str, port: int) -> None:
@@ -70,6 +86,9 @@ def banner(rt: Any, host: str, port: int) -> None:
     lines = [f"gonglun: serving http://{host}:{port} ({mode}, database {rt.db.dialect})"]
     if rt.config.sandbox_enabled:
         lines.append("gonglun: gateway sandbox ON at /sandbox, /gateway.do, /v3: payments are "
+                     "simulated")
+    elif rt.config.simulated_payments:
+        lines.append("gonglun: channels use the sandbox keyset of payment.keyset: payments are "
                      "simulated")
     for problem in rt.startup_problems():
         lines.append(f"gonglun: WARNING: {problem}")

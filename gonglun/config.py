@@ -31,11 +31,23 @@ from typing import Any
 PATH_SETTINGS = (("server", "data_dir"), ("sandbox", "dir"), ("sandbox", "state_path"),
                  ("payment", "keyset"))
 
+#: Any of these set means a configured deployment, not the embedded default.
+DEPLOYMENT_SETTINGS = ("database.url", "redis.url", "broker.url", "server.public_url",
+                       "payment.keyset", "payment.gateway_url")
+#: Keys that make a channel live (real money); any of them set is a configured deployment.
+CHANNEL_KEYS = {
+    "alipay": ("app_id", "app_private_key", "alipay_public_key"),
+    "wxpay": ("mchid", "appid", "merchant_private_key", "merchant_serial_no",
+              "platform_public_key", "public_key_id", "apiv3_key"),
+}
+
 #: Empty URLs select the embedded default (SQLite file, in-process Redis, in-process worker).
 DEFAULTS: dict[str, Any] = {
     "database": {"url": "", "echo": False, "pool_size": 16, "pre_ping": False},
     "redis": {"url": "", "prefix": "gl:"},
-    "broker": {"url": "", "namespace": "gonglun", "worker_threads": 4},
+    #: ``namespace`` empty: derived from ``redis.prefix``, so two deployments sharing a Redis
+    #: never take each other's messages.
+    "broker": {"url": "", "namespace": "", "worker_threads": 4},
     "plugins": {"disabled": []},
     "server": {
         "host": "127.0.0.1", "port": 8000, "data_dir": "var", "threads": 32, "cpu_threads": 2,
@@ -118,6 +130,23 @@ class Config:
         self.given: dict[str, Any] = copy.deepcopy(dict(data or {}))
         self.data: dict[str, Any] = _merge(copy.deepcopy(DEFAULTS), data or {})
         self.home: Path = Path.cwd()
+        self._check_sandbox()
+
+    def _check_sandbox(self) -> None:
+        """Fail closed: ``sandbox.enabled`` is a boolean or "auto", and simulated payments never
+        run beside live channel keys (DECISIONS.md 23)."""
+        value = self.get("sandbox.enabled")
+        if value not in (None, "auto", True, False):
+            raise ConfigError(f"sandbox.enabled must be true, false or \"auto\", not {value!r}")
+        live = self.live_channels
+        if live and self.get("sandbox.enabled") is True:
+            raise ConfigError(
+                f"sandbox.enabled = true beside live keys in [payment.{live[0]}]: simulated and "
+                "real payments in one deployment are refused")
+        if live and self.get("payment.keyset"):
+            raise ConfigError(
+                f"payment.keyset (sandbox keys) beside live keys in [payment.{live[0]}]: "
+                "simulated and real payments in one deployment are refused")
 
     @classmethod
     def load(
@@ -215,9 +244,16 @@ class Config:
         return not self.broker_url
 
     @property
+    def live_channels(self) -> list[str]:
+        """Channels whose configuration names any live key."""
+        return [c for c, keys in CHANNEL_KEYS.items()
+                if any(self.get(f"payment.{c}.{k}") for k in keys)]
+
+    @property
     def embedded_default(self) -> bool:
-        """Nothing configured: no database, Redis or broker is named (the one-machine setup)."""
-        return not (self.get("database.url") or self.redis_url or self.broker_url)
+        """Nothing configured: no database, Redis, broker, public URL, channel keys or keyset
+        (the one-machine try-out). Anything named makes it a deployment."""
+        return not any(self.get(k) for k in DEPLOYMENT_SETTINGS) and not self.live_channels
 
     @property
     def sandbox_enabled(self) -> bool:
@@ -225,12 +261,28 @@ class Config:
         value = self.get("sandbox.enabled")
         if value is None or value == "auto":
             return self.embedded_default
-        return bool(value)
+        return value is True
 
     @property
     def sandbox_explicit(self) -> bool:
-        """Switched on by an explicit ``sandbox.enabled = true`` (staging): announce it."""
-        return self.sandbox_enabled and self.get("sandbox.enabled") is True
+        """Payments are simulated somewhere a newcomer would not expect it (the sandbox outside
+        the embedded default, or a sandbox keyset named for staging): announce it loudly."""
+        staged = self.sandbox_enabled and not self.embedded_default
+        return staged or bool(self.get("payment.keyset"))
+
+    @property
+    def simulated_payments(self) -> bool:
+        """The channels talk to a sandbox here (bundled or standalone), not to real money."""
+        return self.sandbox_enabled or bool(self.get("payment.keyset"))
+
+    @property
+    def broker_namespace(self) -> str:
+        configured = str(self.get("broker.namespace") or "")
+        if configured:
+            return configured
+        prefix = str(self.get("redis.prefix", "gl:"))
+        tag = "".join(ch if ch.isalnum() else "-" for ch in prefix).strip("-")
+        return "gonglun" if prefix == "gl:" else f"gonglun-{tag}"
 
     @property
     def disabled_plugins(self) -> list[str]:

@@ -24,8 +24,8 @@ def sandbox_enabled(rt: Any) -> bool:
     return rt.config.sandbox_enabled
 
 
-SIMULATED = ("PAYMENTS ARE SIMULATED: the gateway sandbox runs here; no real money moves and "
-             "anybody who reaches /sandbox/... can pay any order")
+SIMULATED = ("PAYMENTS ARE SIMULATED: the channels talk to a gateway sandbox; no real money "
+             "moves and anybody who reaches its /sandbox/... control routes can pay any order")
 
 
 def announce_sandbox(rt: Any) -> None:
@@ -55,8 +55,36 @@ def attach_embedded(app: Any, rt: Any) -> None:
             rt.sandbox = Sandbox(load_keyset(directory), state_path=state,
                                  notify_urls=notify_urls)
             rt.sandbox.add_routes(app)
+            app.add_middleware(SandboxControlGuard(rt))
     if rt.config.embedded and rt.config.get("server.embedded_services", True):
         app.add_middleware(EmbeddedServices(rt))
+
+
+class SandboxControlGuard:
+    """The sandbox's control routes play the buyer (they mark orders paid): mounted in the API,
+    they answer only peers on loopback or in ``sandbox.control_from`` (addresses or CIDRs), so
+    ``gonglun serve --host 0.0.0.0`` on the embedded default does not hand the network a way to
+    pay. The peer is the socket's, never a forwarded header."""
+
+    def __init__(self, rt: Any):
+        from gonglun.api.util import parse_networks
+
+        self.allowed = parse_networks(["127.0.0.0/8", "::1/128",
+                                       *(rt.config.get("sandbox.control_from") or [])])
+
+    async def process_request(self, req: Any, resp: Any) -> None:
+        if req.path == "/sandbox" or req.path.startswith("/sandbox/"):
+            import ipaddress
+
+            from gonglun.errors import GonglunError
+
+            try:
+                peer = ipaddress.ip_address(req.remote_addr or "")
+            except ValueError:
+                peer = None
+            if peer is None or not any(peer in net for net in self.allowed):
+                raise GonglunError("sandbox.forbidden",
+                                   "沙箱控制接口只对本机或 sandbox.control_from 开放", status=403)
 
 
 class EmbeddedServices:

@@ -10,9 +10,10 @@ the request (method, route, path parameters, the JSON body in canonical form):
   true``), without running anything (no second order, no second channel call);
 * same key, another fingerprint: 422 ``idempotency.mismatch``, nothing runs;
 * same key while the first request still runs: 409 ``idempotency.in_progress``;
-* a request that failed (any non-2xx) releases its key: the client may retry with it; the
-  business layer's own keys (a payment's ``request_key``) make that retry find what the
-  failed attempt already created instead of creating it twice.
+* a request that failed (any non-2xx) leaves its key ``failed`` with its fingerprint: the same
+  request may be retried under it (and the business layer's own key, ``Slot.request_key``,
+  which covers the fingerprint, finds what the failed attempt already created), while another
+  body under the key is still a mismatch.
 
 A request whose process died mid-way leaves a started row; after ``lock_s`` a retry takes it
 over with a conditional update.
@@ -51,7 +52,7 @@ class IdempotencyKey(Base):
     route: Mapped[str] = mapped_column(String(160))
     key: Mapped[str] = mapped_column(String(MAX_KEY))
     fingerprint: Mapped[str] = mapped_column(String(64))
-    #: started, done
+    #: started, done, failed
     state: Mapped[str] = mapped_column(String(16), default="started")
     status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     response: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -61,10 +62,16 @@ class IdempotencyKey(Base):
 
 @dataclass(frozen=True)
 class Slot:
-    """A key this request holds; ``lookup`` doubles as the business layer's request key."""
+    """A key this request holds."""
 
     lookup: str
     fingerprint: str
+
+    @property
+    def request_key(self) -> str:
+        """The business layer's key for what this request creates: the caller's key *and* the
+        request's content, so nothing made under one body is ever returned for another."""
+        return hashlib.sha256(f"{self.lookup}:{self.fingerprint}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -85,9 +92,9 @@ def key_from(req: Any) -> str | None:
     return raw
 
 
-def fingerprint(method: str, route: str, params: dict[str, Any], body: Any) -> str:
-    canonical = json.dumps({"m": method, "r": route, "p": params, "b": body}, sort_keys=True,
-                           ensure_ascii=False, separators=(",", ":"), default=str)
+def fingerprint(method: str, route: str, body: Any) -> str:
+    canonical = json.dumps({"m": method, "r": route, "b": body}, sort_keys=True,
+                           ensure_ascii=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -119,9 +126,10 @@ def begin(rt: Any, scope: str, route: str, key: str, print_: str) -> Slot | Repl
             return Replay(int(row.status or 200), json.loads(row.response or "null"))
         taken = session.execute(
             update(IdempotencyKey)
-            .where(IdempotencyKey.id == row.id, IdempotencyKey.state == "started",
-                   IdempotencyKey.locked_until < now)
-            .values(locked_until=until)
+            .where(IdempotencyKey.id == row.id,
+                   ((IdempotencyKey.state == "started") & (IdempotencyKey.locked_until < now))
+                   | (IdempotencyKey.state == "failed"))
+            .values(state="started", locked_until=until)
         ).rowcount
         if not taken:
             raise GonglunError("idempotency.in_progress",
@@ -130,7 +138,8 @@ def begin(rt: Any, scope: str, route: str, key: str, print_: str) -> Slot | Repl
 
 
 def finish(rt: Any, slot: Slot, status: int, media: Any) -> None:
-    """Store a success for replays; anything else releases the key for a retry."""
+    """Store a success for replays; anything else leaves the key failed, open to a retry of
+    the same request."""
     with rt.db.write() as session:
         if 200 <= status < 300:
             session.execute(
@@ -146,9 +155,9 @@ def finish(rt: Any, slot: Slot, status: int, media: Any) -> None:
 
 def release(session: Any, slot: Slot) -> None:
     session.execute(
-        delete(IdempotencyKey)
+        update(IdempotencyKey)
         .where(IdempotencyKey.lookup == slot.lookup, IdempotencyKey.state == "started")
-        .execution_options(synchronize_session=False)
+        .values(state="failed")
     )
 
 
@@ -165,7 +174,7 @@ def prune(rt: Any, older_than_h: float = 24 * 7) -> int:
 async def idempotent(rt: Any, req: Any, resp: Any, scope: str, body: Any, work: Any) -> None:
     """Run ``await work()`` (which writes ``resp``) under the request's Idempotency-Key.
 
-    ``work`` receives the slot's lookup (a stable business key) or None without a key.
+    ``work`` receives the slot's ``request_key`` (a stable business key) or None without one.
     """
     from gonglun.api.util import run_sync
 
@@ -175,14 +184,14 @@ async def idempotent(rt: Any, req: Any, resp: Any, scope: str, body: Any, work: 
         return
     # The path itself, not its template: a key used on one order's route is not another's.
     route = f"{req.method} {req.path}"
-    got = await run_sync(begin, rt, scope, route, key, fingerprint(req.method, route, {}, body))
+    got = await run_sync(begin, rt, scope, route, key, fingerprint(req.method, route, body))
     if isinstance(got, Replay):
         resp.status = got.status
         resp.media = got.media
         resp.set_header("Idempotent-Replayed", "true")
         return
     try:
-        await work(got.lookup)
+        await work(got.request_key)
     except BaseException:
         await run_sync(_release, rt, got)
         raise

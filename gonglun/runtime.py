@@ -65,7 +65,7 @@ class Runtime:
         )
         self.redis = make_redis(self.config.redis_url)
         self.keys = Keys(str(self.config.get("redis.prefix", "gl:")))
-        self.namespace = str(self.config.get("broker.namespace", "gonglun"))
+        self.namespace = self.config.broker_namespace
         self.outbox = Outbox(self)
         self.hooks.deferrer = self.outbox.defer
         event.listen(self.db._factory, "after_commit", self.outbox.after_commit)

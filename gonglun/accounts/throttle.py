@@ -1,12 +1,17 @@
 """Login throttling per account and per client address, with a growing lockout.
 
-Every attempt is counted *before* the password is checked, so a burst of guesses against one
-account (or from one address) is refused after ``auth.login_failures`` (per address:
-``auth.login_ip_failures``) attempts in ``auth.login_window_s`` without spending an Argon2 hash
-on each. The refusal blocks the key for ``auth.lockout_s`` seconds, doubling with each further
-block up to ``auth.lockout_max_s``; the answer is 429 with ``Retry-After``. A successful login
-clears its account's count and backoff. Unknown logins are counted like real ones, so the
-limiter says nothing about which accounts exist.
+Three buckets, each counted *before* the password is checked (so a burst of guesses is refused
+without spending an Argon2 hash on each) and given back when the login succeeds (so people who
+know their password never use up anybody's budget):
+
+* the account from this address: ``auth.login_failures`` (5) per ``auth.login_window_s``;
+* the account from anywhere: ``auth.login_account_failures`` (50): a distributed guesser
+  cannot try more, while one attacker alone cannot lock the owner out from their own address;
+* the address: ``auth.login_ip_failures`` (20), IPv6 counted per /64.
+
+A full bucket blocks its key for ``auth.lockout_s`` seconds, doubling with each further block
+up to ``auth.lockout_max_s``; the answer is 429 with ``Retry-After``. Unknown logins are counted
+like real ones, so the limiter says nothing about which accounts exist.
 
 Redis unreachable: refused (fail closed, as the rate-limit module says password attempts must
 be); the embedded default's Redis is in-process and cannot be unreachable.
@@ -26,6 +31,13 @@ from gonglun.errors import GonglunError
 log = logging.getLogger(__name__)
 
 MSG = "登录尝试过于频繁,请{}秒后再试"
+
+#: KEYS: counter. Gives one attempt back (a login that succeeded).
+REFUND_LUA = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return n
+"""
 
 #: KEYS: block, counter, block count. ARGV: limit, window ms, base block ms, max block ms.
 #: Returns 0 when the attempt may proceed, else the milliseconds to wait.
@@ -50,11 +62,13 @@ class LoginThrottle:
         self.rt = rt
         get = rt.config.get
         self.window_ms = int(float(get("auth.login_window_s", 300)) * 1000)
-        self.limits = {"acct": int(get("auth.login_failures", 5)),
+        self.limits = {"pair": int(get("auth.login_failures", 5)),
+                       "acct": int(get("auth.login_account_failures", 50)),
                        "ip": int(get("auth.login_ip_failures", 20))}
         self.base_ms = int(float(get("auth.lockout_s", 60)) * 1000)
         self.max_ms = int(float(get("auth.lockout_max_s", 3600)) * 1000)
         self._charge = rt.redis.register_script(CHARGE_LUA)
+        self._refund = rt.redis.register_script(REFUND_LUA)
 
     def _keys(self, kind: str, who: str) -> list[str]:
         tag = hashlib.sha256(who.encode("utf-8", "replace")).hexdigest()[:32]
@@ -64,9 +78,26 @@ class LoginThrottle:
     def account(login: Any) -> str:
         return login.strip().lower()[:64] if isinstance(login, str) else ""
 
+    @staticmethod
+    def address(ip: str) -> str:
+        """IPv6 clients own a /64: counting single addresses would be no limit at all."""
+        import ipaddress
+
+        try:
+            parsed = ipaddress.ip_address(ip)
+        except ValueError:
+            return ip or "?"
+        if parsed.version == 6:
+            return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+        return str(parsed)
+
+    def _buckets(self, login: Any, ip: str) -> list[tuple[str, str]]:
+        account, address = self.account(login), self.address(ip)
+        return [("pair", f"{account}\x00{address}"), ("acct", account), ("ip", address)]
+
     def charge(self, login: Any, ip: str) -> None:
-        """Count an attempt for the account and the address; 429 when either is over."""
-        for kind, who in (("acct", self.account(login)), ("ip", ip or "?")):
+        """Count an attempt in each bucket; 429 when any is over."""
+        for kind, who in self._buckets(login, ip):
             try:
                 wait_ms = int(self._charge(keys=self._keys(kind, who), args=[
                     self.limits[kind], self.window_ms, self.base_ms, self.max_ms]))
@@ -79,10 +110,15 @@ class LoginThrottle:
                                    headers={"Retry-After": str(retry)},
                                    data={"retry_after": retry})
 
-    def succeeded(self, login: Any) -> None:
-        """A correct password: the account's count and backoff start over."""
-        block, n, blocks = self._keys("acct", self.account(login))
+    def succeeded(self, login: Any, ip: str) -> None:
+        """A correct password: this attempt is given back to the account's and the address's
+        buckets, and the account-from-here bucket starts over."""
         try:
-            self.rt.redis.delete(n, blocks)
+            for kind, who in self._buckets(login, ip):
+                _, n, blocks = self._keys(kind, who)
+                if kind == "pair":
+                    self.rt.redis.delete(n, blocks)
+                else:
+                    self._refund(keys=[n])
         except RedisError:
-            log.warning("login throttle: could not reset %s", block, exc_info=True)
+            log.warning("login throttle: could not give the attempt back", exc_info=True)

@@ -115,7 +115,7 @@ class BlockingPool:
 
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gonglun-io")
         asyncio.get_running_loop().set_default_executor(pool)
-        cpu_pool(self.cpu_threads)
+        cpu_pool("crypto", self.cpu_threads)
 
 
 async def _close_ws(ws: Any, status: int) -> None:

@@ -35,11 +35,11 @@ class Health:
         if not privileged(self.rt, req):
             checks = {name: {"ok": bool(c.get("ok"))} for name, c in checks.items()}
         data: dict[str, Any] = {"ok": healthy, "checks": checks}
-        if self.rt.config.sandbox_enabled:
+        if self.rt.config.simulated_payments:
             from gonglun.embedded import SIMULATED
 
-            data["sandbox"] = {"enabled": True, "simulated_payments": True,
-                               "warning": SIMULATED}
+            data["sandbox"] = {"enabled": self.rt.config.sandbox_enabled,
+                               "simulated_payments": True, "warning": SIMULATED}
         resp.status = 200 if healthy else 503
         resp.media = {"code": 0 if healthy else 503, "msg": "ok" if healthy else "unhealthy",
                       "data": data}
@@ -72,9 +72,12 @@ class Metrics:
     async def on_get(self, req: Any, resp: Any) -> None:
         """Prometheus metrics in the text exposition format.
 
-        With ``server.metrics_token`` set, only that bearer token (or an admin's) may scrape.
+        Public on the embedded default only; elsewhere, or with ``server.metrics_token`` set,
+        only that bearer token (or an admin's) may scrape.
         """
-        if self.rt.config.get("server.metrics_token") and not privileged(self.rt, req):
+        config = self.rt.config
+        private = bool(config.get("server.metrics_token")) or not config.embedded_default
+        if private and not privileged(self.rt, req):
             from gonglun.errors import GonglunError
 
             raise GonglunError("auth.required", "请先登录", status=401,
@@ -104,6 +107,10 @@ class Sessions:
     def __init__(self, rt: Any):
         self.rt = rt
         self.throttle: Any = None
+        #: Argon2 checks queued or running; past ``auth.max_pending`` logins are turned away
+        #: at once (429) rather than queued for seconds.
+        self.pending = 0
+        self.max_pending = int(rt.config.get("auth.max_pending", 16))
 
     def _credentials(self, login: str) -> tuple[int, str] | None:
         from gonglun.accounts import credentials
@@ -140,12 +147,21 @@ class Sessions:
         if self.throttle is None:
             self.throttle = LoginThrottle(self.rt)
         await run_sync(self.throttle.charge, login, ip)
-        found = await run_sync(self._credentials, login)
-        if not await run_cpu(check_password, found[1] if found else None, password):
+        if self.pending >= self.max_pending:
+            raise GonglunError("auth.busy", "登录繁忙,请稍后重试", status=429,
+                               headers={"Retry-After": "1"})
+        self.pending += 1
+        try:
+            found = await run_sync(self._credentials, login)
+            matched = await run_cpu(check_password, found[1] if found else None, password,
+                                    pool="auth")
+        finally:
+            self.pending -= 1
+        if not matched:
             raise GonglunError("auth.invalid_credentials", "账号或密码错误", status=401)
         assert found is not None
         data = await run_sync(self._issue, found[0], password, ip)
-        await run_sync(self.throttle.succeeded, login)
+        await run_sync(self.throttle.succeeded, login, ip)
         resp.set_header("Cache-Control", "no-store")
         ok(resp, data, status=201)
 

@@ -87,6 +87,11 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise GonglunError("request.invalid_json", "请求体必须是 JSON 对象")
     if not _depth_ok(data, MAX_JSON_DEPTH):
         raise GonglunError("request.too_deep", f"JSON 嵌套不能超过 {MAX_JSON_DEPTH} 层")
+    try:
+        # ``"\ud800"`` parses into a lone surrogate, which no database or encoder accepts.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise GonglunError("request.invalid_json", "请求体含有无效的 Unicode 字符") from None
     return data
 
 
@@ -189,6 +194,23 @@ def get_int(
     return value
 
 
+def query_str(req: Any, name: str, *, max_len: int = 64,
+              choices: tuple[str, ...] | None = None) -> str | None:
+    """A query-string value: bounded, printable, one of ``choices`` when given; None if absent."""
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return None
+    return get_str({name: raw}, name, max_len=max_len, choices=choices)
+
+
+def header_text(req: Any, name: str, max_len: int = 128) -> str | None:
+    """An advisory header (a device fingerprint...): kept only when short printable ASCII."""
+    raw = req.get_header(name)
+    if not raw or len(raw) > max_len or not raw.isascii() or not raw.isprintable():
+        return None
+    return raw
+
+
 def query_int(req: Any, name: str, default: int, *, minimum: int = 0, maximum: int = 10**9) -> int:
     raw = req.get_param(name)
     if raw is None:
@@ -207,22 +229,27 @@ async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
 
 
-#: CPU-heavy work (argon2, RSA) runs here: a few threads, so a burst of logins or signatures
-#: queues instead of taking every core from the event loop and the I/O pool.
-_CPU_POOL: ThreadPoolExecutor | None = None
+#: CPU-heavy work runs on small named pools: ``crypto`` (RSA of channel notifications and
+#: signatures) and ``auth`` (Argon2). A burst of one queues on its own pool instead of taking
+#: every core from the event loop, the I/O pool, or the other.
+_CPU_POOLS: dict[str, ThreadPoolExecutor] = {}
+_CPU_THREADS = {"crypto": 2, "auth": 1}
 
 
-def cpu_pool(threads: int = 2) -> ThreadPoolExecutor:
-    global _CPU_POOL
-    if _CPU_POOL is None:
-        _CPU_POOL = ThreadPoolExecutor(max(1, threads), thread_name_prefix="gonglun-cpu")
-    return _CPU_POOL
+def cpu_pool(name: str = "crypto", threads: int | None = None) -> ThreadPoolExecutor:
+    pool = _CPU_POOLS.get(name)
+    if pool is None:
+        size = max(1, threads or _CPU_THREADS.get(name, 1))
+        pool = _CPU_POOLS.setdefault(
+            name, ThreadPoolExecutor(size, thread_name_prefix=f"gonglun-{name}"))
+    return pool
 
 
-async def run_cpu(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """Run CPU-heavy work on the bounded CPU pool (``server.cpu_threads``)."""
+async def run_cpu(fn: Callable[..., T], /, *args: Any, pool: str = "crypto",
+                  **kwargs: Any) -> T:
+    """Run CPU-heavy work on the named CPU pool (``server.cpu_threads`` for ``crypto``)."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(cpu_pool(), functools.partial(fn, *args, **kwargs))
+    return await loop.run_in_executor(cpu_pool(pool), functools.partial(fn, *args, **kwargs))
 
 
 def client_ip(req: Any, trusted: list[Any] | None = None) -> str:
@@ -282,11 +309,13 @@ __all__ = [
     "client_ip",
     "get_int",
     "get_str",
+    "header_text",
     "json_body",
     "ok",
     "parse_json",
     "path_id",
     "query_int",
+    "query_str",
     "read_body",
     "require_role",
     "run_cpu",

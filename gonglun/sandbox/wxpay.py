@@ -42,7 +42,7 @@ from .common import (
 )
 from .keys import platform_certificate, public_pem_of, rsa_sign, rsa_verify
 from .store import WXPAY, Refund, Trade
-from .web import ControlError
+from .web import MAX_BODY, ControlError
 
 if TYPE_CHECKING:
     from .app import Sandbox
@@ -171,20 +171,23 @@ class WxpayChannel:
         if await self.sb.http_fault(WXPAY):
             reply = error(500, "SYSTEM_ERROR", "系统错误")
         else:
-            raw = await req.stream.read()
-            body = raw.decode("utf-8", errors="replace")
-            raw_path = req.scope.get("raw_path")
-            path = raw_path.decode("latin-1") if raw_path else quote(req.path)
-            path_qs = f"{path}?{req.query_string}" if req.query_string else path
-            why = self.authenticate(req.method, path_qs, req.get_header("Authorization") or "",
-                                    body)
-            if why is not None:
-                reply = error(401, "SIGN_ERROR", why)
-            elif mode is None:
-                reply = error(400, "PARAM_ERROR", "Wechatpay-Serial 无效")
-            else:
-                reply = self._call(handler, req, body, mode, kw)
+            raw = await req.stream.read(MAX_BODY + 1)  # bounded: never a whole unbounded body
+            reply = error(413, "PARAM_ERROR", "请求体过大") if len(raw) > MAX_BODY else (
+                self._checked(req, raw.decode("utf-8", errors="replace"), handler, mode, kw))
         self.finish(resp, reply, mode or CERTIFICATE)
+
+    def _checked(self, req: falcon.asgi.Request, body: str, handler: Handler, mode: str | None,
+                 kw: dict[str, str]) -> Reply:
+        """The merchant's signature and the serial it asks for, then the handler."""
+        raw_path = req.scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else quote(req.path)
+        path_qs = f"{path}?{req.query_string}" if req.query_string else path
+        why = self.authenticate(req.method, path_qs, req.get_header("Authorization") or "", body)
+        if why is not None:
+            return error(401, "SIGN_ERROR", why)
+        if mode is None:
+            return error(400, "PARAM_ERROR", "Wechatpay-Serial 无效")
+        return self._call(handler, req, body, mode, kw)
 
     def _call(self, handler: Handler, req: falcon.asgi.Request, body: str, mode: str,
               kw: dict[str, str]) -> Reply:

@@ -141,9 +141,10 @@ def test_unexpected_error_is_an_envelope_without_traceback(rt: Any) -> None:
     assert "secret internals" not in json.dumps(body)
 
 
-def test_metrics(client: Any) -> None:
+def test_metrics(rt: Any, client: Any) -> None:
     client.simulate_get("/v1/health")
-    text = client.simulate_get("/metrics").text
+    _, admin = make_user(rt, "ops", role="admin")
+    text = client.simulate_get("/metrics", headers=auth(admin)).text
     assert 'gonglun_http_requests_total{method="GET",route="/v1/health",status="200"}' in text
 
 

@@ -201,7 +201,7 @@ def test_health_details_only_for_admins_or_the_metrics_token(make_rt: Any) -> No
     assert "dialect" in client.simulate_get("/v1/health", headers=token).json["data"][
         "checks"]["database"]
     assert_error(client.simulate_get("/metrics"), 401, "auth.required")
-    assert_error(client.simulate_get("/metrics", headers=auth("wrong")), 401, "auth.required")
+    assert_error(client.simulate_get("/metrics", headers=auth("wrong")), 401, "auth.invalid_token")
     assert client.simulate_get("/metrics", headers=token).status_code == 200
     assert client.simulate_get("/metrics", headers=auth(admin)).status_code == 200
 
@@ -343,3 +343,69 @@ def test_cli_creates_private_files_and_reads_passwords_from_stdin(tmp_path: Any)
                             "--password-stdin"], input="short\n", capture_output=True,
                            text=True, env=env, cwd=tmp_path, timeout=120)
     assert short.returncode == 1 and "user.password_too_short" in short.stderr
+
+
+# -- found by the attacker's review -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["False", "off", "no", "0", "yes"])
+def test_sandbox_switch_is_a_real_boolean(tmp_path: Any, value: str) -> None:
+    from gonglun.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sandbox\.enabled"):
+        Config.load(environ={"GONGLUN_CONFIG": str(tmp_path / "x.toml"),
+                             "GONGLUN_SANDBOX__ENABLED": f'"{value}"'})
+
+
+def test_live_keys_make_a_deployment_and_never_mix_with_simulated(tmp_path: Any) -> None:
+    from gonglun.config import ConfigError
+
+    live = {"payment": {"alipay": {"app_id": "2021000000000001", "app_private_key": "k",
+                                   "alipay_public_key": "p"}}}
+    one_box = Config(live)  # SQLite, nothing else named, but real keys: not a try-out
+    assert not one_box.embedded_default and not one_box.sandbox_enabled
+    assert not Config({"server": {"public_url": "https://pay.example"}}).sandbox_enabled
+    with pytest.raises(ConfigError, match="refused"):
+        Config({**live, "sandbox": {"enabled": True}})
+    with pytest.raises(ConfigError, match="refused"):
+        Config({"payment": {**live["payment"], "keyset": "/srv/keys/sandbox.json"}})
+    staged = Config({"payment": {"keyset": "/srv/keys/sandbox.json"}})
+    assert staged.simulated_payments and staged.sandbox_explicit
+
+
+def test_staging_keyset_is_announced(make_rt: Any, tmp_path: Any) -> None:
+    from gonglun.sandbox import init_keyset
+
+    init_keyset(tmp_path / "keys")
+    rt = make_rt(payment={"keyset": str(tmp_path / "keys" / "sandbox.json"),
+                          "gateway_url": "http://10.0.0.5:8600"})
+    client = testing.TestClient(create_app(rt=rt))
+    assert client.simulate_get("/v1/health").json["data"]["sandbox"]["simulated_payments"]
+    assert any("SIMULATED" in p for p in rt.startup_problems())
+
+
+def test_sandbox_control_answers_only_loopback(make_rt: Any, tmp_path: Any) -> None:
+    rt = make_rt(sandbox={"enabled": True, "dir": str(tmp_path / "keys")})
+    client = testing.TestClient(create_app(rt=rt))
+    assert client.simulate_get("/sandbox/info", remote_addr="127.0.0.1").status_code == 200
+    assert_error(client.simulate_post("/sandbox/wxpay/transactions/1/pay", json={"total": 1},
+                                      remote_addr="192.0.2.10"), 403, "sandbox.forbidden")
+    opened = make_rt(sandbox={"enabled": True, "dir": str(tmp_path / "keys"),
+                              "control_from": ["192.0.2.0/24"]})
+    assert testing.TestClient(create_app(rt=opened)).simulate_get(
+        "/sandbox/info", remote_addr="192.0.2.10").status_code == 200
+
+
+def test_metrics_are_private_outside_the_embedded_default(make_rt: Any) -> None:
+    rt = make_rt()  # a named database: a deployment
+    client = testing.TestClient(create_app(rt=rt))
+    assert_error(client.simulate_get("/metrics"), 401, "auth.required")
+    _, admin = make_user(rt, "ops", role="admin")
+    assert client.simulate_get("/metrics", headers=auth(admin)).status_code == 200
+
+
+def test_broker_namespace_follows_the_redis_prefix() -> None:
+    assert Config({}).broker_namespace == "gonglun"
+    assert Config({"redis": {"prefix": "shop2:"}}).broker_namespace == "gonglun-shop2"
+    assert Config({"redis": {"prefix": "x:"}, "broker": {"namespace": "mine"}}
+                  ).broker_namespace == "mine"

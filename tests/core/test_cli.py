@@ -104,14 +104,20 @@ def recharge_through_the_embedded_gateway(tmp_path: Path, port: int, env: dict) 
     """One server, nothing else: the channels talk to the sandbox it mounts, the sandbox
     notifies it back, its in-process worker credits the balance."""
     added = subprocess.run([sys.executable, "-m", "gonglun.cli", "users", "add", "alice",
-                            "--password", "a long password"], capture_output=True, text=True,
-                           env=env, cwd=tmp_path, timeout=60)
+                            "--password-stdin"], input="a long password\n",
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert added.returncode == 0, added.stderr
     headers = {"Authorization": f"Bearer {json.loads(added.stdout)['token']}"}
     base = f"http://127.0.0.1:{port}"
-    created = httpx.post(f"{base}/v1/payments", headers=headers, timeout=30, json={
-        "scene": "recharge_money", "amount": 2500, "method": "alipay", "channel": "page"})
+    created = httpx.post(f"{base}/v1/payments", timeout=30, json={
+        "scene": "recharge_money", "amount": 2500, "method": "alipay", "channel": "page"},
+        headers={**headers, "X-Forwarded-For": "6.6.6.6"})
     assert created.status_code == 201, created.text
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "var" / "gonglun.db") as db:
+        # No proxy is trusted: the client's own X-Forwarded-For is not its address.
+        assert db.execute("SELECT payer_ip FROM payments").fetchone() == ("127.0.0.1",)
     data = created.json()["data"]
     assert data["pay_params"]["url"].startswith(f"{base}/gateway.do?")
     assert httpx.get(data["pay_params"]["url"], timeout=30).status_code == 200  # cashier

@@ -374,7 +374,10 @@ def test_guests_cannot_create_unlimited_orders(live: Live) -> None:
 
 
 @pytest.mark.parametrize("url", ["https://evil.example/back", "javascript:alert(1)",
-                                 "ftp://shop.example/x", "//evil.example"])
+                                 "ftp://shop.example/x", "//evil.example",
+                                 "https://evil.example\\@shop.example/",
+                                 "https://shop.example@evil.example/",
+                                 "https://shop.example /x"])
 def test_return_url_must_be_http_on_configured_hosts(live: Live, url: str) -> None:
     live.rt.config.data["server"]["return_hosts"] = ["shop.example"]
     _, headers = live.user()
@@ -394,3 +397,129 @@ def test_channel_errors_never_reach_the_client(live: Live) -> None:
     refused(live, answer, 502, "payment.channel_error", "支付渠道查询失败,请稍后重试")
     assert "127.0.0.1" not in answer.text and "Error" not in answer.text
     assert answer.headers["X-Request-Id"]
+
+
+# -- found by the attacker's review -----------------------------------------------------------
+
+
+def test_a_failed_request_keeps_its_key_bound_to_its_body(live: Live) -> None:
+    """A 502 used to release the key: a retry with another method then got the first order
+    with the other channel's cashier (paid, never credited)."""
+    _, headers = live.user()
+    keyed = {**headers, "Idempotency-Key": "fails-first"}
+    body = {"scene": "recharge_money", "amount": 100, "method": "wxpay", "channel": "native"}
+    live.sb.post("/sandbox/faults", json={"channel": "wxpay", "http": "500", "count": 1})
+    assert live.http.post("/v1/payments", headers=keyed, json=body).status_code == 502
+    other = {"scene": "recharge_money", "amount": 5000, "method": "alipay", "channel": "page"}
+    refused(live, live.http.post("/v1/payments", headers=keyed, json=other), 422,
+            "idempotency.mismatch")
+    retry = live.http.post("/v1/payments", headers=keyed, json=body)
+    assert retry.status_code == 200, retry.text  # the order the failed attempt created
+    assert "code_url" in retry.json()["data"]["pay_params"]
+    assert count(live, Payment) == 1
+
+
+def test_unverified_notifications_are_stored_only_within_a_budget(live: Live) -> None:
+    live.rt.config.data["payment"]["unverified_per_min"] = 5
+    for n in range(12):
+        answer = live.http.post("/v1/notify/alipay", content=f"out_trade_no={n}&sign=x".encode(),
+                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert answer.text == "fail"
+    assert count(live, ChannelNotification) == 5
+
+
+def test_a_refused_then_verified_body_keeps_the_verified_record(live: Live) -> None:
+    _, headers = live.user()
+    payment = wx_unpaid(live, headers, 300)
+    resource = resource_for(live, payment)
+    stale_headers, body = wechat_note(live, resource, timestamp=int(time.time()) - 900)
+    assert live.http.post("/v1/notify/wxpay", headers=stale_headers,
+                          content=body).status_code == 400
+    # The same body, delivered again with a fresh signature.
+    fresh_headers, _ = wechat_note(live, resource)
+    from gonglun.sandbox.keys import rsa_sign
+
+    fresh_headers["Wechatpay-Signature"] = rsa_sign(
+        live.sandbox.wxpay.platform_private_key,
+        f"{fresh_headers['Wechatpay-Timestamp']}\n{fresh_headers['Wechatpay-Nonce']}\n"
+        f"{body.decode()}\n")
+    assert live.http.post("/v1/notify/wxpay", headers=fresh_headers,
+                          content=body).status_code == 204
+    wait_until(lambda: live.balance(headers) == 300, what="credited")
+    with live.rt.db.read() as session:
+        note = session.execute(select(ChannelNotification)).scalar_one()
+    assert note.verified and note.outcome == "applied"
+
+
+def test_paid_orders_sync_without_a_channel_call_and_actions_are_limited(live: Live) -> None:
+    buyer, headers = live.user()
+    seller, seller_headers = live.user("seller")
+    fund(live, buyer, 1000)
+    paid = live.create(headers, scene="tao", amount=100, method="money", seller_id=seller)
+    ref = paid.json()["data"]["payment"]["id"]
+    synced = live.http.post(f"/v1/payments/{ref}/sync", headers=headers)
+    assert synced.json()["data"]["outcome"] == "local"
+    live.rt.config.data["payment"]["actions_per_min"] = 3
+    statuses = [live.http.post(f"/v1/payments/{ref}/sync", headers=headers).status_code
+                for _ in range(4)]
+    assert statuses[-1] == 429
+    # The seller sees the paid order, not unpaid ones anybody may create naming them.
+    unpaid = live.create(headers, scene="tao", amount=100, method="wxpay", channel="native",
+                         seller_id=seller).json()["data"]["payment"]
+    listed = live.http.get("/v1/payments", headers=seller_headers).json()["data"]["payments"]
+    assert [p["id"] for p in listed] == [ref]
+    refused(live, live.http.get(f"/v1/payments/{unpaid['id']}", headers=seller_headers), 404,
+            "payment.not_found")
+
+
+def test_an_expired_token_is_not_a_guest(live: Live) -> None:
+    from sqlalchemy import update
+
+    from gonglun.accounts.models import ApiToken
+    from gonglun.db import utcnow
+
+    _, headers = live.user()
+    with live.rt.db.write() as session:
+        session.execute(update(ApiToken).values(expires_at=utcnow()))
+    refused(live, live.create(headers, scene="face_number", amount=100, method="wxpay",
+                              channel="native"), 401, "auth.invalid_token")
+    assert count(live, Payment) == 0
+
+
+def test_login_budgets_are_spent_by_failures_only(live: Live) -> None:
+    """Twenty people logging in from one office address are fine; a stranger's guesses from
+    elsewhere do not lock the owner out of their own address."""
+    for n in range(22):
+        live.user(f"staff{n}")
+        ok = live.http.post("/v1/sessions", json={"login": f"staff{n}",
+                                                  "password": "long enough password"})
+        assert ok.status_code == 201, (n, ok.text)
+    # Eight wrong guesses at "owner" from eight addresses: the owner's own address is fine.
+    from gonglun.accounts.throttle import LoginThrottle
+
+    throttle = LoginThrottle(live.rt)
+    for n in range(8):
+        throttle.charge("owner", f"198.51.100.{n}")
+    throttle.charge("owner", "203.0.113.77")
+    # One address guessing is blocked for that account (and IPv6 counts per /64).
+    for n in range(5):
+        throttle.charge("owner", f"2001:db8::{n}")
+    with pytest.raises(Exception, match="登录尝试过于频繁"):
+        throttle.charge("owner", "2001:db8::ffff")
+
+
+def test_odd_input_is_a_400_not_a_500(live: Live) -> None:
+    _, headers = live.user()
+    raw = b'{"scene":"recharge_money","amount":100,"method":"wxpay","channel":"native",' \
+          b'"title":"\\ud800"}'
+    answer = live.http.post("/v1/payments", content=raw,
+                            headers={**headers, "Content-Type": "application/json",
+                                     "Idempotency-Key": "surrogate"})
+    refused(live, answer, 400, "request.invalid_json")
+    for query in ("state=%00", "scene=%00x", "state=bogus"):
+        answer = live.http.get(f"/v1/payments?{query}", headers=headers)
+        assert answer.status_code == 400, (query, answer.text)
+    long_print = live.create({**headers, "X-Fingerprint": "f" * 500}, scene="recharge_money",
+                             amount=100, method="wxpay", channel="native")
+    assert long_print.status_code == 201, long_print.text
+    assert count(live, Payment) == 1

@@ -159,7 +159,8 @@ def test_metrics_count_notifications_and_outbox(live: Live) -> None:
     live.settle_outbox()
     live.http.post("/v1/notify/alipay", content=b"sign=bad&out_trade_no=1",
                    headers={"Content-Type": "application/x-www-form-urlencoded"})
-    text = live.http.get("/metrics").text
+    _, admin = live.user("ops", role="admin")
+    text = live.http.get("/metrics", headers=admin).text
     assert 'gonglun_payment_notifications_total{channel="alipay",outcome="applied"} 1.0' in text
     assert ('gonglun_payment_notifications_total{channel="alipay",'
             'outcome="rejected:bad_signature"} 1.0') in text

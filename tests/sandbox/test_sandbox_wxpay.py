@@ -237,3 +237,11 @@ def test_trade_bill(env: Env, wx: WeChatPay) -> None:
     code, text = wx.trade_bill("20240101")
     assert (code, json.loads(text)["code"]) == (400, "PARAM_ERROR")
 
+
+
+def test_oversized_bodies_are_refused_without_reading_them_whole(env: Env) -> None:
+    """The v3 pipeline reads at most its limit, like the control API."""
+    answer = env.http.post("/v3/pay/transactions/native", content=b"x" * (2 << 20),
+                           headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "PARAM_ERROR"

@@ -24,10 +24,22 @@ def whitelist(rt: Any) -> set[int]:
     return out
 
 
+#: A seller sees the orders paid to them; an unpaid order naming them (anybody can create
+#: one) stays out of their view unless the scene lets sellers act on unpaid orders.
+PAID_STATES = ("ok", "wait_refund", "refund", "fail_refund")
+
+
+def seller_sees(rt: Any, payment: dict[str, Any]) -> bool:
+    if payment["state"] in PAID_STATES:
+        return True
+    scene = scenes_for(rt).get(payment["scene"])
+    return scene is not None and scene.seller_close
+
+
 def may_view(rt: Any, viewer: Any, payment: dict[str, Any]) -> bool:
     allowed = viewer is not None and (
         payment["user_id"] == viewer.id
-        or payment.get("seller_id") == viewer.id
+        or (payment.get("seller_id") == viewer.id and seller_sees(rt, payment))
         or is_admin(viewer)
         or viewer.id in whitelist(rt)
     )

@@ -32,10 +32,51 @@ def record_notification(
     values = notification_row(method, body, outcome, verified=verified,
                               payment_order=payment_order)
     if session is not None:
-        insert_ignore(session, ChannelNotification.__table__, values)
+        record_rows(session, [values])
         return
     with rt.db.write() as s:
-        insert_ignore(s, ChannelNotification.__table__, values)
+        record_rows(s, [values])
+
+
+_N = ChannelNotification.__table__
+#: A body first refused (a stale timestamp, say) and then delivered verified: the verified
+#: outcome replaces the refusal's record, which would otherwise win the unique digest.
+_UPGRADE = (
+    update(_N)
+    .where(_N.c.channel == bindparam("u_channel"), _N.c.digest == bindparam("u_digest"),
+           _N.c.verified.is_(False))
+    .values(verified=True, outcome=bindparam("u_outcome"), body=bindparam("u_body"),
+            payment_order=bindparam("u_order"))
+)
+
+
+def record_rows(session: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert notification records; verified ones replace an unverified record of their body."""
+    from gonglun.db import insert_ignore_many
+
+    insert_ignore_many(session, _N, rows)
+    verified = [{"u_channel": r["channel"], "u_digest": r["digest"], "u_outcome": r["outcome"],
+                 "u_body": r["body"], "u_order": r["payment_order"]}
+                for r in rows if r["verified"]]
+    if verified:
+        session.connection().execute(_UPGRADE, verified)
+
+
+def prune_unverified(rt: Any, days: int | None = None) -> int:
+    """Forget refused, unverified notifications after ``payment.unverified_keep_days`` (7)."""
+    import datetime as dt
+
+    from sqlalchemy import delete
+
+    days = int(days if days is not None else rt.config.get("payment.unverified_keep_days", 7))
+    cutoff = utcnow() - dt.timedelta(days=days)
+    with rt.db.write() as session:
+        return int(session.execute(
+            delete(ChannelNotification)
+            .where(ChannelNotification.verified.is_(False),
+                   ChannelNotification.created_at < cutoff)
+            .execution_options(synchronize_session=False)
+        ).rowcount)
 
 
 #: Bytes of an unverified body kept in the record and the packet log: enough to read what it

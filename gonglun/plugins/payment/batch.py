@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gonglun.api.util import run_sync
-from gonglun.db import insert_ignore_many
-from gonglun.plugins.payment.apply import APPLIED, apply, mark_paid, notification_row
+from gonglun.plugins.payment.apply import APPLIED, apply, mark_paid, notification_row, record_rows
 from gonglun.plugins.payment.channels import ChannelPayment, get_channel
-from gonglun.plugins.payment.models import ChannelNotification
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +84,7 @@ class NotificationBatcher:
                                                     payment_order=cp.payment_order))
                     outcomes[n] = APPLIED
                     changed.append(payment)
-                insert_ignore_many(session, ChannelNotification.__table__, records)
+                record_rows(session, records)
                 rt.hooks.defer_many(session, [
                     ("payment_success", f"payment_success:{p['id']}", {"payment": p})
                     for p in changed

@@ -52,7 +52,10 @@ def sync(rt: Any, payment_id: int) -> dict[str, Any]:
         if payment is None:
             raise GonglunError("payment.not_found", "支付订单不存在", status=404)
         data = payment_dict(payment)
-    if data["method"] == "money":
+    if data["method"] == "money" or data["state"] in ("ok", "wait_refund", "refund",
+                                                       "fail_refund"):
+        # Balance orders have no channel; a paid order's payment can no longer change there
+        # (its refunds have their own query).
         return {"outcome": "local", "channel_status": None, "payment": data,
                 "msg": f"查询结果:{data['state_label']}"}
     try:

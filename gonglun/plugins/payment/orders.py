@@ -113,6 +113,12 @@ def check_return_url(rt: Any, url: str | None) -> str | None:
         return None
     from urllib.parse import urlsplit
 
+    if any(ch in url for ch in "\\@ \t") or not url.isascii():
+        # Browsers read ``https://evil.example\@shop.example/`` as evil.example; Python's
+        # parser as shop.example. Such URLs are refused rather than interpreted.
+        raise GonglunError("payment.return_url_not_allowed",
+                           "return_url 必须是 http(s) 地址且主机在 server.return_hosts 中",
+                           data={"field": "return_url"})
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
@@ -173,11 +179,13 @@ def create_payment(
         from gonglun.plugins.payment.cache import invalidate
 
         invalidate(rt, payment)  # drops negative entries cached under its numbers
-    if req.method == "money" or payment["state"] != "wait_pay":
+    if payment["method"] == "money" or payment["state"] != "wait_pay":
         return payment, {}, created
     try:
-        params = get_channel(rt, req.method).pay_params(
-            payment, req.channel,
+        # The order's own method and channel, never the request's: a retry finds the order
+        # its first attempt created (request keys cover the whole request, so they agree).
+        params = get_channel(rt, payment["method"]).pay_params(
+            payment, payment["channel"],
             {"openid": req.openid, "ip": ip, "return_url": req.return_url},
         )
     except ChannelError as exc:

@@ -83,15 +83,24 @@ def channel_adapter(method: str, settings: dict[str, Any]) -> Any:
 
 @hookimpl
 def register_actors(rt: Any, actors: list[Any]) -> list[Any]:
-    from gonglun.plugins.payment import lifecycle, logs
+    from gonglun.plugins.payment import lifecycle
     from gonglun.tasks import ActorSpec
 
     return [
         *actors,
         ActorSpec("payment.close_expired", lambda rt: lifecycle.close_expired(rt), max_retries=0),
         ActorSpec("payment.drop_query", lambda rt: lifecycle.drop_query(rt), max_retries=0),
-        ActorSpec("payment.clean_logs", lambda rt: logs.clean(rt), max_retries=0),
+        ActorSpec("payment.clean_logs", clean_logs, max_retries=0),
     ]
+
+
+def clean_logs(rt: Any) -> None:
+    """Daily: packet logs past ``payment.log_days``, refused notifications past a week."""
+    from gonglun.plugins.payment import logs
+    from gonglun.plugins.payment.apply import prune_unverified
+
+    logs.clean(rt)
+    prune_unverified(rt)
 
 
 @hookimpl

@@ -10,9 +10,11 @@ from gonglun.api.routes import responds
 from gonglun.api.util import (
     ascii_ref,
     client_ip,
+    header_text,
     json_body,
     ok,
     query_int,
+    query_str,
     read_body,
     run_cpu,
     run_sync,
@@ -105,7 +107,7 @@ class Payments:
         async def work(request_key: str | None) -> None:
             payment, params, created = await run_sync(
                 create_payment, self.rt, order, user, ip=ip,
-                fingerprint=(req.get_header("X-Fingerprint") or None), request_key=request_key,
+                fingerprint=header_text(req, "X-Fingerprint"), request_key=request_key,
             )
             ok(resp, {"payment": payment, "pay_params": params},
                status=201 if created else 200)
@@ -119,15 +121,24 @@ class Payments:
             raise GonglunError("auth.required", "请先登录", status=401)
         limit = query_int(req, "limit", 20, minimum=1, maximum=200)
         before = query_int(req, "before", 0) or None
-        state, scene = req.get_param("state"), req.get_param("scene")
+        from gonglun.plugins.payment.models import STATES
+
+        state = query_str(req, "state", choices=STATES)
+        scene = query_str(req, "scene", max_len=32)
         ok(resp, await run_sync(self._list, user, limit, before, state, scene))
 
     def _list(self, user: Any, limit: int, before: int | None, state: Any, scene: Any) -> dict:
-        from sqlalchemy import or_, select
+        from sqlalchemy import and_, or_, select
+
+        from gonglun.plugins.payment.access import PAID_STATES
 
         stmt = select(Payment).order_by(Payment.id.desc()).limit(limit)
         if not is_admin(user):
-            stmt = stmt.where(or_(Payment.user_id == user.id, Payment.seller_id == user.id))
+            acting = [k for k, sc in scenes_for(self.rt).items() if sc.seller_close]
+            stmt = stmt.where(or_(
+                Payment.user_id == user.id,
+                and_(Payment.seller_id == user.id,
+                     or_(Payment.state.in_(PAID_STATES), Payment.scene.in_(acting)))))
         if before:
             stmt = stmt.where(Payment.id < before)
         if state:
@@ -154,15 +165,33 @@ class PaymentItem:
     async def on_post_close(self, req: Any, resp: Any, ref: str) -> None:
         """Close an unpaid order here and at the channel.
 
-        Its buyer, its seller where the scene allows it (``seller_close``), or an admin.
+        Its buyer, its seller where the scene allows it (``seller_close``), or an admin;
+        ``payment.actions_per_min`` (20) closes and syncs per user.
         """
         data, role = await run_sync(_actionable, self.rt, ref, req.context.user)
+        await run_sync(limit_actions, self.rt, req.context.user)
         ok(resp, await run_sync(lifecycle.close, self.rt, data["id"], role))
 
     async def on_post_sync(self, req: Any, resp: Any, ref: str) -> None:
-        """Ask the channel now and apply its answer (buyer, seller or admin)."""
+        """Ask the channel now and apply its answer (buyer, seller or admin).
+
+        A paid order is answered from here: the channel can no longer change it.
+        """
         data, _ = await run_sync(_actionable, self.rt, ref, req.context.user)
+        await run_sync(limit_actions, self.rt, req.context.user)
         ok(resp, await run_sync(lifecycle.sync, self.rt, data["id"]))
+
+
+def limit_actions(rt: Any, user: Any) -> None:
+    """Each close or sync may cost a channel call: ``payment.actions_per_min`` per user."""
+    from gonglun.kv import RateLimiter
+
+    limiter = rt.__dict__.get("_action_limiter")
+    if limiter is None:
+        limiter = rt.__dict__["_action_limiter"] = RateLimiter(rt.redis, rt.keys)
+    limiter.require(f"payment_action:{user.id}",
+                    max(1, int(rt.config.get("payment.actions_per_min", 20))), 60.0,
+                    error="payment.action_rate_limited", msg="操作过于频繁,请稍后再试")
 
 
 class Lookup:
@@ -223,24 +252,44 @@ class Notify:
         self.max_body = int(rt.config.get("payment.notify_max_body", 65536))
 
     def verify(self, headers: dict[str, str], body: bytes) -> tuple[Any, str]:
-        """Log the raw packet (OPS-01, bounded), then our gates and the SDK's verification.
+        """Our gates and the SDK's verification (CPU pool: RSA).
 
-        Runs on the CPU pool (RSA). Returns ``(payment, "")`` or ``(None, outcome)``.
+        Returns ``(payment, "")`` or ``(None, outcome)``. A verified packet is logged whole
+        (OPS-01) before anything is decided about it.
         """
-        from gonglun.plugins.payment.apply import bounded_text
         from gonglun.plugins.payment.channels.base import NotificationRefused
 
-        logs.write(self.rt, self.method, {"headers": _interesting(headers),
-                                          "body": bounded_text(body), "bytes": len(body)})
         try:
             cp = get_channel(self.rt, self.method).parse_notification(headers, body)
         except NotificationRefused as exc:
-            log.warning("%s notification refused: %s", self.method, exc.reason)
             return None, f"rejected:{exc.reason}"
         if cp is None:
-            log.warning("%s notification with a bad signature refused", self.method)
             return None, "rejected:bad_signature"
+        self.log_packet(headers, body, verified=True)
         return cp, ""
+
+    def log_packet(self, headers: dict[str, str], body: bytes, *, verified: bool) -> None:
+        from gonglun.plugins.payment.apply import bounded_text
+
+        logs.write(self.rt, self.method, {
+            "headers": _interesting(headers), "verified": verified, "bytes": len(body),
+            "body": body.decode("utf-8", "replace") if verified else bounded_text(body)})
+
+    def unverified(self, headers: dict[str, str], body: bytes, outcome: str, ip: str) -> None:
+        """Keep a bounded trace of what we refused, but only ``payment.unverified_per_min``
+        per address (60): past that, an anonymous sender fills neither disk nor database."""
+        from gonglun.kv import RateLimiter
+
+        log.warning("%s notification refused (%s) from %s", self.method, outcome, ip)
+        limiter = self.rt.__dict__.get("_unverified_limiter")
+        if limiter is None:
+            limiter = self.rt.__dict__["_unverified_limiter"] = RateLimiter(
+                self.rt.redis, self.rt.keys, algorithm="fixed")
+        per_min = int(self.rt.config.get("payment.unverified_per_min", 60))
+        if not limiter.hit(f"notify_unverified:{ip}", max(1, per_min), 60.0).allowed:
+            return
+        self.log_packet(headers, body, verified=False)
+        record_notification(self.rt, self.method, body, outcome, verified=False)
 
     def count(self, outcome: str) -> None:
         """``gonglun_payment_notifications_total{channel, outcome}`` (rejections by reason)."""
@@ -257,11 +306,10 @@ class Notify:
             ))
         counter.labels(self.method, outcome).inc()
 
-    async def handle_async(self, headers: dict[str, str], body: bytes) -> bool:
+    async def handle_async(self, headers: dict[str, str], body: bytes, ip: str = "") -> bool:
         cp, refused = await run_cpu(self.verify, headers, body)
         if cp is None:
-            await run_sync(record_notification, self.rt, self.method, body, refused,
-                           verified=False)
+            await run_sync(self.unverified, headers, body, refused, ip)
             self.count(refused)
             return False
         if not cp.paid:
@@ -277,7 +325,7 @@ class Notify:
         body = await read_body(req, self.max_body)
         headers = {k.title(): v for k, v in req.headers.items()}
         try:
-            acknowledged = await self.handle_async(headers, body)
+            acknowledged = await self.handle_async(headers, body, client_ip(req))
         except Exception:
             # PAY-12: never a fatal error here; the channel will retry.
             log.exception("%s notification failed; the channel will retry", self.method)
@@ -304,5 +352,10 @@ def accepted(outcome: str) -> bool:
     return outcome not in UNVERIFIED and outcome != "error"
 
 
+#: The headers a channel signs with; each logged at most 512 characters.
+LOGGED_HEADERS = ("Wechatpay-Serial", "Wechatpay-Timestamp", "Wechatpay-Nonce",
+                  "Wechatpay-Signature", "Wechatpay-Signature-Type")
+
+
 def _interesting(headers: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower().startswith("wechatpay")}
+    return {k: headers[k][:512] for k in LOGGED_HEADERS if k in headers}

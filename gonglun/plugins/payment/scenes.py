@@ -64,7 +64,7 @@ DEFAULT_SCENES: dict[str, Scene] = {
             "使用人脸识别SDK进行验证时自动扣除。"
         ),
     ),
-    "tao": Scene("tao", "淘货商品", "淘货", seller_required=True, seller_close=True),
+    "tao": Scene("tao", "淘货商品", "淘货", seller_required=True),
 }
 
 
