@@ -19,6 +19,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from .bills import alipay_zip, bill_account, period_bounds, period_ready
 from .common import (
     AmountError,
     alipay_time,
@@ -30,6 +31,7 @@ from .common import (
     parse_time,
     yuan_to_fen,
 )
+from .faults import RefundVocabulary
 from .keys import rsa_sign, rsa_verify
 from .store import ALIPAY, Refund, Trade
 from .web import ControlError
@@ -48,6 +50,27 @@ BUYER_ID = "2088102177846880"
 BUYER_LOGON = "tes***@sandbox.com"
 SELLER_EMAIL = "seller@sandbox.example"
 DEFAULT_EXPIRE_S = 15 * 24 * 3600  #: Alipay closes unpaid trades after 15 days by default
+
+#: Refund states (``Refund.status``): settled, accepted with fund_change N, failed after that.
+REFUNDED, PENDING, FAILED = "SUCCESS", "PROCESSING", "FAILED"
+#: Refusals ``next_refund`` can arm: ``ACQ.<name>`` with the sub_msg alipay.trade.refund's
+#: error table gives (code 40004, like every business error).
+REFUND_FAILURES = {
+    "SYSTEM_ERROR": "系统错误",
+    "SELLER_BALANCE_NOT_ENOUGH": "卖家余额不足",
+    "TRADE_HAS_FINISHED": "交易已完结",
+    "REASON_TRADE_BEEN_FREEZEN": "请求退款的交易被冻结",
+    "BUYER_ERROR": "买家状态异常",
+}
+REFUND_VOCABULARY = RefundVocabulary(
+    default="SUCCESS",
+    accepted=frozenset({"SUCCESS", "PENDING"}),
+    settling=frozenset({"SUCCESS", "PENDING"}),
+    failures=frozenset(REFUND_FAILURES),
+    aliases={"PROCESSING": "PENDING", **{f"ACQ.{name}": name for name in REFUND_FAILURES}},
+)
+#: ``POST /sandbox/alipay/refunds/{no}/settle`` statuses: the bank pays, or cannot.
+SETTLE_STATUSES = {"SUCCESS": REFUNDED, "FAILED": FAILED, "FAIL": FAILED}
 
 
 # --- wire format ---------------------------------------------------------------------------
@@ -120,6 +143,7 @@ class AlipayChannel:
         self.gateway_private_key: str = cfg["alipay_private_key"]
         digest = int(hashlib.sha256(self.app_id.encode()).hexdigest(), 16)
         self.seller_id = "2088" + str(digest)[:12]
+        sandbox.faults.register_refunds(ALIPAY, REFUND_VOCABULARY)
 
     # --- signing -----------------------------------------------------------------------
 
@@ -338,12 +362,12 @@ class AlipayChannel:
 
     # --- refunds -----------------------------------------------------------------------
 
-    def _refunded(self, trade: Trade) -> int:
-        """Money already committed to refunds (settled or pending): the cap's left side."""
+    def _refunds_in(self, trade: Trade, *states: str) -> int:
         return sum(r.amount for r in self.sb.store.refunds_of(ALIPAY, trade.out_trade_no)
-                   if r.status in ("SUCCESS", "PROCESSING"))
+                   if r.status in states)
 
     def _refund_reply(self, trade: Trade, refund: Refund, fund_change: str) -> dict[str, Any]:
+        """``refund_fee`` is what the trade has had refunded so far: settled refunds only."""
         inner: dict[str, Any] = {
             "code": "10000",
             "msg": "Success",
@@ -352,13 +376,43 @@ class AlipayChannel:
             "buyer_logon_id": BUYER_LOGON,
             "buyer_user_id": BUYER_ID,
             "fund_change": fund_change,
-            "refund_fee": fen_to_yuan(self._refunded(trade)),
+            "refund_fee": fen_to_yuan(self._refunds_in(trade, REFUNDED)),
         }
         if refund.success_at is not None:
             inner["gmt_refund_pay"] = alipay_time(refund.success_at)
         return inner
 
     def refund(self, biz: dict[str, Any]) -> dict[str, Any]:
+        request = self._refund_request(biz)
+        if isinstance(request, dict):
+            return request
+        trade, number, amount = request
+        existing = self.sb.store.refund(ALIPAY, f"{trade.out_trade_no}|{number}")
+        if existing is not None and existing.status != FAILED:
+            # The same request number again: nothing moves twice (a failed one is retried).
+            if existing.amount != amount:
+                return business_error("ACQ.DISCORDANT_REPEAT_REQUEST", "不一致的请求")
+            return self._refund_reply(trade, existing, "N")
+        refusal = self._refund_refusal(trade, amount, numbered=bool(biz.get("out_request_no")))
+        if refusal is not None:
+            return refusal
+        outcome = self.sb.next_refund(ALIPAY)
+        if outcome in REFUND_FAILURES:
+            return self._refuse_refund(trade, outcome)
+        refund = Refund(
+            channel=ALIPAY, out_trade_no=trade.out_trade_no, out_refund_no=number,
+            refund_id=number, amount=amount, total=trade.amount, status=PENDING,
+            channel_no=trade.channel_no, reason=str(biz.get("refund_reason") or ""),
+            notify_url=trade.notify_url, created_at=now(),
+        )
+        self.sb.store.save_refund(refund)
+        if outcome == "PENDING":
+            return self._refund_reply(trade, refund, "N")
+        self._settle(trade, refund)
+        return self._refund_reply(trade, refund, "Y")
+
+    def _refund_request(self, biz: dict[str, Any]) -> tuple[Trade, str, int] | dict[str, Any]:
+        """The trade, request number and amount a refund names, or the error answer."""
         if not biz.get("out_trade_no") and not biz.get("trade_no"):
             return business_error("ACQ.INVALID_PARAMETER", "out_trade_no 和 trade_no 不能同时为空")
         try:
@@ -370,53 +424,40 @@ class AlipayChannel:
         trade = self._find(biz)
         if trade is None:
             return business_error("ACQ.TRADE_NOT_EXIST", "交易不存在")
-        out_request_no = str(biz.get("out_request_no") or "")
         # Without a request number Alipay files the refund under the trade number.
-        number = out_request_no or trade.out_trade_no
-        existing = self.sb.store.refund(ALIPAY, f"{trade.out_trade_no}|{number}")
-        if existing is not None:
-            if existing.amount != amount:
-                return business_error("ACQ.DISCORDANT_REPEAT_REQUEST", "不一致的请求")
-            return self._refund_reply(trade, existing, "N")
+        return trade, str(biz.get("out_request_no") or "") or trade.out_trade_no, amount
+
+    def _refund_refusal(self, trade: Trade, amount: int, *,
+                        numbered: bool) -> dict[str, Any] | None:
         if trade.state == WAIT:
             return business_error("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
-        if trade.state in (CLOSED, FINISHED):
+        if trade.state == FINISHED:
+            return business_error("ACQ.TRADE_HAS_FINISHED", REFUND_FAILURES["TRADE_HAS_FINISHED"])
+        if trade.state == CLOSED:
             return business_error("ACQ.TRADE_HAS_CLOSE", "交易已经关闭")
-        if not out_request_no and amount != trade.amount:
+        if not numbered and amount != trade.amount:
             return business_error("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限")
-        if self._refunded(trade) + amount > trade.amount:
+        if self._refunds_in(trade, REFUNDED, PENDING) + amount > trade.amount:
             return business_error("ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额超限")
-        fault = self.sb.faults.take(ALIPAY, "refund")
-        pending = fault is not None and fault.mode == "PENDING"
-        refund = Refund(
-            channel=ALIPAY,
-            out_trade_no=trade.out_trade_no,
-            out_refund_no=number,
-            refund_id=number,
-            amount=amount,
-            total=trade.amount,
-            status="PROCESSING" if pending else "SUCCESS",
-            channel_no=trade.channel_no,
-            reason=str(biz.get("refund_reason") or ""),
-            notify_url=trade.notify_url,
-            created_at=now(),
-        )
-        self.sb.store.save_refund(refund)
-        if not pending:
-            self._settle(trade, refund)
-        return self._refund_reply(trade, refund, "N" if pending else "Y")
+        return None
 
-    def _settle(self, trade: Trade, refund: Refund) -> None:
-        refund.status = "SUCCESS"
+    def _refuse_refund(self, trade: Trade, outcome: str) -> dict[str, Any]:
+        """An armed refusal; nothing is recorded, so a retry with the same number may pass.
+        TRADE_HAS_FINISHED is the trade passing its refund window: it stays TRADE_FINISHED."""
+        if outcome == "TRADE_HAS_FINISHED":
+            trade.state = FINISHED
+            self.sb.store.save_trade(trade)
+        return business_error(f"ACQ.{outcome}", REFUND_FAILURES[outcome])
+
+    def _settle(self, trade: Trade, refund: Refund) -> list[str] | None:
+        refund.status = REFUNDED
         refund.success_at = now()
         self.sb.store.save_refund(refund)
-        settled = sum(r.amount for r in self.sb.store.refunds_of(ALIPAY, trade.out_trade_no)
-                      if r.status == "SUCCESS")
-        if settled >= trade.amount:  # fully refunded trades close
+        if self._refunds_in(trade, REFUNDED) >= trade.amount:  # fully refunded trades close
             trade.state = CLOSED
             trade.closed_at = refund.success_at
             self.sb.store.save_trade(trade)
-        self.notify_refund(trade, refund)
+        return self.notify_refund(trade, refund)
 
     def refund_query(self, biz: dict[str, Any]) -> dict[str, Any]:
         if not biz.get("out_request_no"):
@@ -425,7 +466,8 @@ class AlipayChannel:
         if trade is None:
             return business_error("ACQ.TRADE_NOT_EXIST", "交易不存在")
         refund = self.sb.store.refund(ALIPAY, f"{trade.out_trade_no}|{biz['out_request_no']}")
-        if refund is None:  # unknown refund: a bare success, as Alipay answers
+        if refund is None or refund.status == FAILED:
+            # Unknown or failed: a bare success, "not refunded; retry with the same number".
             return {"code": "10000", "msg": "Success"}
         inner: dict[str, Any] = {
             "code": "10000",
@@ -436,23 +478,47 @@ class AlipayChannel:
             "total_amount": fen_to_yuan(trade.amount),
             "refund_amount": fen_to_yuan(refund.amount),
         }
-        if refund.status == "SUCCESS":  # absent while the refund is still pending
+        if refund.status == REFUNDED:  # absent while the refund is still pending
             inner["refund_status"] = "REFUND_SUCCESS"
             if refund.success_at is not None:
                 inner["gmt_refund_pay"] = alipay_time(refund.success_at)
         return inner
 
+    # --- statements --------------------------------------------------------------------
+
     def bill_url(self, biz: dict[str, Any], prefix: str) -> dict[str, Any]:
+        """A download URL for a finished day's (or month's) statement, valid for
+        ``settings.bill_url_ttl_s``; days not over yet have no statement."""
         bill_date = str(biz.get("bill_date") or "")
-        if not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", bill_date):
+        if not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", bill_date) or not period_bounds(bill_date):
             return business_error("isv.invalid-parameter",
                                   "bill_date 格式错误 (yyyy-MM-dd 或 yyyy-MM)")
         bill_type = str(biz.get("bill_type") or "trade")
-        return {
-            "code": "10000",
-            "msg": "Success",
-            "bill_download_url": f"{prefix}/sandbox/bills/alipay/{bill_date}?bill_type={bill_type}",
-        }
+        if bill_type not in ("trade", "signcustomer"):
+            return business_error("isv.invalid-parameter", "bill_type 只能是 trade 或 signcustomer")
+        # Only the trade bill is emulated; signcustomer reads as a day without fund movements.
+        if bill_type != "trade" or not period_ready(bill_date,
+                                                    partial=self.sb.settings.partial_bills):
+            return business_error("isp.bill_not_exist", "账单不存在")
+        return {"code": "10000", "msg": "Success",
+                "bill_download_url": self._bill_link(bill_date, prefix)}
+
+    def _bill_link(self, period: str, prefix: str) -> str:
+        account, stamp = bill_account(self.sb), period.replace("-", "")
+        params = self.sb.links.sign({
+            "bizType": "trade", "userId": self.seller_id, "fileType": "csv.zip",
+            "bizDates": stamp, "downloadFileName": f"{account}_{stamp}.csv.zip",
+            "fileId": f"/trade/{account}/{stamp}.csv.zip",
+        })
+        return f"{prefix}/downloadBillFile.resource?{urlencode(params)}"
+
+    def bill_file(self, params: dict[str, str]) -> tuple[str, bytes] | None:
+        """``(file name, zip)`` for a fresh, genuine download link; None otherwise."""
+        if self.sb.links.refusal(params, self.sb.settings.bill_url_ttl_s) is not None:
+            return None
+        stamp = params.get("bizDates", "")
+        period = f"{stamp[:4]}-{stamp[4:6]}" + (f"-{stamp[6:]}" if len(stamp) == 8 else "")
+        return alipay_zip(self.sb, period) if period_bounds(period) else None
 
     # --- control: the buyer and the bank -----------------------------------------------
 
@@ -519,17 +585,24 @@ class AlipayChannel:
         )
 
     def settle_refund(self, out_request_no: str, data: dict[str, Any]) -> dict[str, Any]:
-        """A pending (fund_change N) refund reaches the buyer: REFUND_SUCCESS and a notification."""
-        status = str(data.get("status") or "SUCCESS").upper()
-        if status != "SUCCESS":
-            raise ControlError(400, "bad_status", "an Alipay refund can only settle as SUCCESS")
+        """The bank settles a pending (fund_change N) refund: ``SUCCESS`` (REFUND_SUCCESS and a
+        notification) or ``FAILED`` (the query then reports it not refunded; no notification)."""
+        status = SETTLE_STATUSES.get(str(data.get("status") or "SUCCESS").upper())
+        if status is None:
+            raise ControlError(400, "bad_status", "status must be SUCCESS or FAILED")
         refund = self._one_refund(out_request_no, data)
-        if refund.status != "PROCESSING":
+        if refund.status != PENDING:
             raise ControlError(409, "refund_state", f"refund {out_request_no} is {refund.status}")
         trade = self.sb.store.trade(ALIPAY, refund.out_trade_no)
         assert trade is not None
-        self._settle(trade, refund)
-        return self.refund_view(refund)
+        if status == FAILED:
+            refund.status = FAILED
+            self.sb.store.save_refund(refund)
+            return {**self.refund_view(refund), "notification": None, "notified": False,
+                    "notification_note": "no notification sent: Alipay notifies settled "
+                                         "refunds only"}
+        delivery = self._settle(trade, refund)
+        return {**self.refund_view(refund), **self.sb.notifier.report(delivery)}
 
     def _one_refund(self, out_request_no: str, data: dict[str, Any]) -> Refund:
         found = self.sb.store.refunds_numbered(ALIPAY, out_request_no)
@@ -577,8 +650,20 @@ class AlipayChannel:
             trade.amount = amount
         if data.get("paid_at"):
             trade.paid_at = self._control_time(data, "paid_at")
+        if data.get("trade_status") is not None:
+            self._finish(trade, data["trade_status"])
         self.sb.store.save_trade(trade)
         return self.view(trade)
+
+    @staticmethod
+    def _finish(trade: Trade, status: Any) -> None:
+        """``TRADE_FINISHED``: a paid trade past its refund window (refunds then answer
+        ACQ.TRADE_HAS_FINISHED)."""
+        if status != FINISHED:
+            raise ControlError(400, "bad_state", f"trade_status can only become {FINISHED}")
+        if trade.state not in (SUCCESS, FINISHED):
+            raise ControlError(409, "trade_state", f"trade {trade.out_trade_no} is {trade.state}")
+        trade.state = FINISHED
 
     # --- notifications -----------------------------------------------------------------
 
@@ -626,9 +711,7 @@ class AlipayChannel:
         gmt_refund = local(refund.success_at)
         fields.update({
             "out_biz_no": refund.out_refund_no,
-            "refund_fee": fen_to_yuan(sum(
-                r.amount for r in self.sb.store.refunds_of(ALIPAY, trade.out_trade_no)
-                if r.status == "SUCCESS")),
+            "refund_fee": fen_to_yuan(self._refunds_in(trade, REFUNDED)),
             "gmt_refund": gmt_refund.strftime("%Y-%m-%d %H:%M:%S.")
             + f"{gmt_refund.microsecond // 1000:03d}",
             "gmt_close": alipay_time(trade.closed_at) if trade.closed_at else "",

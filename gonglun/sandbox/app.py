@@ -21,6 +21,7 @@ from . import bills
 from .alipay import AlipayChannel, cashier_page
 from .faults import FaultError, Faults
 from .keys import Keyset, validate_keyset
+from .links import LinkSigner
 from .notifier import (
     DEFAULT_NOTIFY_TIMEOUT,
     DEFAULT_RETRY_SCHEDULE,
@@ -28,6 +29,7 @@ from .notifier import (
     Notifier,
     url_target,
 )
+from .settings import Settings, apply_settings, check_config
 from .store import ALIPAY, CHANNELS, WXPAY, Store
 from .web import ControlError, fail, ok, read_body, read_json
 from .wxpay import V3Resource, WxpayChannel, checkmweb_page
@@ -46,6 +48,9 @@ class Sandbox:
     control API creates (without one they notify nobody), and notifications are sent only to
     ``notify_hosts`` (``host`` or ``host:port``; default loopback: 127.0.0.1, localhost, ::1)
     plus the host and port of each ``notify_urls`` entry.
+
+    ``settings`` (:class:`Settings`, changeable later through ``POST /sandbox/config``) says
+    what the bank does when no fault is armed: by default as in production.
     """
 
     def __init__(
@@ -57,18 +62,22 @@ class Sandbox:
         notify_timeout: float = DEFAULT_NOTIFY_TIMEOUT,
         notify_urls: Mapping[str, str] | None = None,
         notify_hosts: Iterable[str] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         validate_keyset(keyset)
         self.keyset = keyset
         self.notify_urls = _notify_urls(notify_urls or {})
         self.store = Store(state_path)
         self.faults = Faults()
+        self.settings = settings if settings is not None else Settings()
+        self.links = LinkSigner()
         self.notifier = Notifier(self.store, self.faults, retry_schedule=retry_schedule,
                                  timeout=notify_timeout,
                                  allowlist=HostAllowlist.for_sandbox(notify_hosts,
                                                                      self.notify_urls))
         self.alipay = AlipayChannel(self)
         self.wxpay = WxpayChannel(self)
+        self.settings.resolve(self.faults, CHANNELS)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -96,6 +105,12 @@ class Sandbox:
             await asyncio.sleep(fault.delay_s)
         return True
 
+    def next_refund(self, channel: str) -> str:
+        """The outcome of a refund request the channel is about to accept: the armed
+        ``next_refund`` fault if any, else the channel's default (``settings``)."""
+        fault = self.faults.take(channel, "refund")
+        return fault.mode if fault is not None else self.settings.refund_defaults[channel]
+
     # --- routes --------------------------------------------------------------------------
 
     def add_routes(self, app: falcon.asgi.App, *, lifecycle: bool = True) -> None:
@@ -103,6 +118,7 @@ class Sandbox:
         notification sender with the app's ASGI lifespan."""
         wx = self.wxpay
         app.add_route("/gateway.do", AlipayGatewayResource(self))
+        app.add_route("/downloadBillFile.resource", AlipayBillFileResource(self))
         app.add_route("/v3/certificates", V3Resource(wx, get=wx.certificates))
         app.add_route("/v3/pay/transactions/{kind}", V3Resource(wx, post=wx.pay))
         app.add_route("/v3/pay/transactions/out-trade-no/{out_trade_no}",
@@ -112,8 +128,11 @@ class Sandbox:
         app.add_route("/v3/pay/transactions/id/{transaction_id}",
                       V3Resource(wx, get=wx.query_by_transaction_id))
         app.add_route("/v3/refund/domestic/refunds", V3Resource(wx, post=wx.refund))
-        app.add_route("/v3/refund/domestic/refunds/{out_refund_no}",
-                      V3Resource(wx, get=wx.query_refund))
+        # One field name for both: Falcon refuses two names at the same level. A query names
+        # the merchant's out_refund_no there, the abnormal-refund call WeChat's refund_id.
+        app.add_route("/v3/refund/domestic/refunds/{ref}", V3Resource(wx, get=wx.query_refund))
+        app.add_route("/v3/refund/domestic/refunds/{ref}/apply-abnormal-refund",
+                      V3Resource(wx, post=wx.apply_abnormal_refund))
         app.add_route("/v3/bill/tradebill", V3Resource(wx, get=wx.tradebill))
         app.add_route("/v3/billdownload/file", V3Resource(wx, get=wx.billfile))
 
@@ -145,11 +164,12 @@ def create_sandbox_app(
     notify_timeout: float = DEFAULT_NOTIFY_TIMEOUT,
     notify_urls: Mapping[str, str] | None = None,
     notify_hosts: Iterable[str] | None = None,
+    settings: Settings | None = None,
 ) -> SandboxApp:
     """A Falcon ASGI app serving only the sandbox; the Sandbox is at ``app.sandbox``."""
     sandbox = Sandbox(keyset, state_path=state_path, retry_schedule=retry_schedule,
                       notify_timeout=notify_timeout, notify_urls=notify_urls,
-                      notify_hosts=notify_hosts)
+                      notify_hosts=notify_hosts, settings=settings)
     app = SandboxApp(sandbox)
     sandbox.add_routes(app)
     return app
@@ -221,6 +241,31 @@ class AlipayGatewayResource:
             resp.text = text
 
 
+class AlipayBillFileResource:
+    """``GET /downloadBillFile.resource?...``: the statement behind a ``bill_download_url``,
+    a zip of GBK CSV files, while the signed link is fresh (Alipay's host
+    dwbillcenter.alipay.com serves the same path)."""
+
+    auth = "public"
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sb = sandbox
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        params = dict(parse_qsl(req.query_string, keep_blank_values=True))
+        download = self.sb.alipay.bill_file(params)
+        if download is None:
+            resp.status = 403
+            resp.content_type = "text/plain; charset=utf-8"
+            resp.text = "账单下载链接无效或已过期 (bill_download_url is valid for " \
+                f"{self.sb.settings.bill_url_ttl_s:g} s)"
+            return
+        name, data = download
+        resp.content_type = "application/octet-stream"
+        resp.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        resp.data = data
+
+
 def _notify_urls(urls: Mapping[str, str]) -> dict[str, str]:
     """Checked ``notify_urls``; an empty value means none for that channel."""
     unknown = set(urls) - set(CHANNELS)
@@ -282,7 +327,8 @@ class ControlResource:
 
     def _config(self) -> dict[str, Any]:
         return {"retry_schedule": list(self.sb.notifier.retry_schedule),
-                "notify_timeout": self.sb.notifier.timeout}
+                "notify_timeout": self.sb.notifier.timeout,
+                **self.sb.settings.describe()}
 
     @_guard
     async def on_get_config(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -290,21 +336,12 @@ class ControlResource:
 
     @_guard
     async def on_post_config(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        data = await read_json(req, required=True)
-        schedule = data.get("retry_schedule")
-        if schedule is not None:
-            if not isinstance(schedule, list) or len(schedule) > 20 or not all(
-                isinstance(s, int | float) and not isinstance(s, bool) and 0 <= s <= 86400
-                for s in schedule
-            ):
-                raise ControlError(400, "bad_config", "retry_schedule must be a list of at most "
-                                   "20 non-negative numbers of seconds")
-            self.sb.notifier.retry_schedule = tuple(float(s) for s in schedule)
-        timeout = data.get("notify_timeout")
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-                raise ControlError(400, "bad_config", "notify_timeout must be a positive number")
-            self.sb.notifier.timeout = float(timeout)
+        changes = check_config(await read_json(req, required=True), self.sb.faults)
+        apply_settings(self.sb.settings, changes)
+        if "retry_schedule" in changes:
+            self.sb.notifier.retry_schedule = changes["retry_schedule"]
+        if "notify_timeout" in changes:
+            self.sb.notifier.timeout = changes["notify_timeout"]
             await self.sb.notifier.stop()  # the next delivery opens a client with the new timeout
             self.sb.notifier.ensure_started()
         ok(resp, self._config())
@@ -354,10 +391,16 @@ class ControlResource:
                           channel: str, date: str) -> None:
         if channel not in CHANNELS:
             raise ControlError(404, "bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
-        if not _DATE.match(date) or (channel == WXPAY and len(date) != 10):
+        if not _DATE.match(date) or not bills.period_bounds(date) or (
+                channel == WXPAY and len(date) != 10):
             raise ControlError(400, "bad_date", "date must be YYYY-MM-DD (Alipay also YYYY-MM)")
         if req.get_param("format") == "json":
             ok(resp, bills.as_json(self.sb, channel, date))
+            return
+        if req.get_param("format") == "zip" and channel == ALIPAY:
+            name, resp.data = bills.alipay_zip(self.sb, date)
+            resp.content_type = "application/zip"
+            resp.set_header("Content-Disposition", f'attachment; filename="{name}"')
             return
         resp.content_type = "text/csv; charset=utf-8"
         if channel == ALIPAY:

@@ -6,14 +6,18 @@ in the channels' files, and integer fen in the JSON variant.
 
 Alipay (业务明细): ``#`` comment lines around one CSV table; refund rows have 业务类型 ``退款``,
 the trade's 订单金额 and a negative 商家实收, and the refund's request number in
-``退款批次号/请求号``. WeChat (trade bill ``ALL``): a header, one row per payment or refund with
-every value prefixed by a backtick as WeChat writes them, then a totals header and row.
+``退款批次号/请求号``. Its download is a zip of two GBK files, 业务明细 and 业务明细(汇总), for
+days and months that are over (T+1). WeChat (trade bill ``ALL``): a header, one row per payment
+or refund with every value prefixed by a backtick as WeChat writes them, then a totals header
+and row.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
+import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +27,19 @@ from .store import ALIPAY, WXPAY, Refund, Trade
 if TYPE_CHECKING:
     from .app import Sandbox
 
+#: The 业务明细 table's header, as Alipay writes it (full-width parentheses).
 ALIPAY_HEADER = [
     "支付宝交易号", "商户订单号", "业务类型", "商品名称", "创建时间", "完成时间", "门店编号",
-    "门店名称", "操作员", "终端号", "对方账户", "订单金额(元)", "商家实收(元)", "支付宝红包(元)",
-    "集分宝(元)", "支付宝优惠(元)", "商家优惠(元)", "券核销金额(元)", "券名称",
-    "商家红包消费金额(元)", "卡消费金额(元)", "退款批次号/请求号", "服务费(元)", "分润(元)", "备注",
+    "门店名称", "操作员", "终端号", "对方账户", "订单金额（元）", "商家实收（元）",
+    "支付宝红包（元）", "集分宝（元）", "支付宝优惠（元）", "商家优惠（元）", "券核销金额（元）",
+    "券名称", "商家红包消费金额（元）", "卡消费金额（元）", "退款批次号/请求号", "服务费（元）",
+    "分润（元）", "备注",
+]
+#: The 业务明细(汇总) table's header.
+ALIPAY_SUMMARY_HEADER = [
+    "门店编号", "门店名称", "交易订单总笔数", "退款订单总笔数", "订单金额（元）", "商家实收（元）",
+    "支付宝优惠（元）", "商家优惠（元）", "卡消费金额（元）", "服务费（元）", "分润（元）",
+    "实收净额（元）",
 ]
 WXPAY_HEADER = [
     "交易时间", "公众账号ID", "商户号", "特约商户号", "设备号", "微信订单号",
@@ -106,58 +118,153 @@ def as_json(sb: Sandbox, channel: str, period: str) -> dict[str, Any]:
     }
 
 
-def _cn_date(period: str) -> tuple[str, str]:
-    """The statement's start and end, written the way Alipay's header writes them."""
-    parts = [int(p) for p in period.split("-")]
-    if len(parts) == 2:
-        y, m = parts
-        start = f"{y}年{m:02d}月01日 00:00:00"
-        ny, nm = (y + 1, 1) if m == 12 else (y, m + 1)
-        return start, f"{ny}年{nm:02d}月01日 00:00:00"
-    import datetime as dt
+def period_bounds(period: str) -> tuple[dt.date, dt.date] | None:
+    """The first day of ``YYYY-MM-DD`` or ``YYYY-MM`` and the day after its last; None when
+    the text names no such day or month."""
+    try:
+        if len(period) == 7:
+            first = dt.date.fromisoformat(period + "-01")
+            after = (first + dt.timedelta(days=31)).replace(day=1)
+            return first, after
+        day = dt.date.fromisoformat(period)
+    except ValueError:
+        return None
+    return day, day + dt.timedelta(days=1)
 
-    day = dt.date(*parts)
-    nxt = day + dt.timedelta(days=1)
-    return (f"{day.year}年{day.month:02d}月{day.day:02d}日 00:00:00",
-            f"{nxt.year}年{nxt.month:02d}月{nxt.day:02d}日 00:00:00")
+
+def period_ready(period: str, *, partial: bool = False) -> bool:
+    """Whether a statement of the period exists: Alipay serves days and months that are over
+    (T+1) and never the future; ``partial`` also serves the current day and month."""
+    bounds = period_bounds(period)
+    if bounds is None:
+        return False
+    today = local(now()).date()
+    first, after = bounds
+    return first <= today and (partial or after <= today)
+
+
+def _cn_time(day: dt.date) -> str:
+    return f"{day.year}年{day.month:02d}月{day.day:02d}日 00:00:00"
+
+
+@dataclass
+class AlipayTotals:
+    payments: int = 0
+    paid: int = 0
+    refunds: int = 0
+    refunded: int = 0
+
+
+def _alipay_frame(sb: Sandbox, period: str, title: str, table: str) -> tuple[str, str]:
+    """The ``#`` lines Alipay writes before and after a statement's table."""
+    bounds = period_bounds(period)
+    assert bounds is not None, f"not a statement period: {period!r}"
+    first, after = bounds
+    head = (f"#支付宝{title}查询\n#账号：[{bill_account(sb)}]\n"
+            f"#起始日期：[{_cn_time(first)}]   终止日期：[{_cn_time(after)}]\n"
+            f"#-----------------------------------------{table}列表"
+            "----------------------------------------\n")
+    tail = (f"#-----------------------------------------{table}列表结束"
+            "------------------------------------\n")
+    return head, tail
+
+
+def _exported() -> str:
+    return f"#导出时间：[{local(now()).strftime('%Y年%m月%d日 %H:%M:%S')}]\n"
+
+
+def bill_account(sb: Sandbox) -> str:
+    """The account a statement is issued to: the seller's PID and Alipay's ``0156`` suffix."""
+    return sb.alipay.seller_id + "0156"
+
+
+def _alipay_row(e: Entry, totals: AlipayTotals) -> list[str]:
+    """One 业务明细 line; identifiers carry the trailing tab Alipay adds (so spreadsheets keep
+    them as text)."""
+    t, zero, blank = e.trade, "0.00", "\t"
+    if e.refund is None:
+        totals.payments += 1
+        totals.paid += t.amount
+        kind, received, number = "交易", fen_to_yuan(t.amount), ""
+    else:
+        totals.refunds += 1
+        totals.refunded += e.refund.amount
+        kind, received = "退款", fen_to_yuan(-e.refund.amount)
+        number = e.refund.out_refund_no + "\t"
+    return [
+        t.channel_no + "\t", t.out_trade_no + "\t", kind + "\t", t.subject,
+        alipay_time(t.created_at), alipay_time(e.at), blank, blank, blank, blank,
+        "tes***@sandbox.com\t", fen_to_yuan(t.amount), received, zero, zero, zero, zero, zero, "",
+        zero, zero, number, zero, zero, "",
+    ]
+
+
+def alipay_detail(sb: Sandbox, period: str) -> tuple[str, AlipayTotals]:
+    """The 业务明细 file's text and its totals."""
+    head, tail = _alipay_frame(sb, period, "业务明细", "业务明细")
+    buf = io.StringIO()
+    buf.write(head)
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(ALIPAY_HEADER)
+    totals = AlipayTotals()
+    for e in entries(sb, ALIPAY, period):
+        writer.writerow(_alipay_row(e, totals))
+    buf.write(tail)
+    buf.write(f"#交易合计：{totals.payments}笔，商家实收共：{fen_to_yuan(totals.paid)}元，"
+              "商家优惠共：0.00元\n")
+    buf.write(f"#退款合计：{totals.refunds}笔，商家实收退款共：{fen_to_yuan(-totals.refunded)}元，"
+              "商家优惠退款共：0.00元\n")
+    buf.write(_exported())
+    return buf.getvalue(), totals
 
 
 def alipay_csv(sb: Sandbox, period: str) -> str:
-    rows = entries(sb, ALIPAY, period)
+    return alipay_detail(sb, period)[0]
+
+
+def alipay_summary_csv(sb: Sandbox, period: str, totals: AlipayTotals) -> str:
+    """The 业务明细(汇总) file: one line for the (only, unnamed) store, then 合计."""
+    head, tail = _alipay_frame(sb, period, "业务汇总", "业务汇总")
+    net = fen_to_yuan(totals.paid - totals.refunded)
+    figures = [str(totals.payments), str(totals.refunds), fen_to_yuan(totals.paid), net,
+               "0.00", "0.00", "0.00", "0.00", "0.00", net]
     buf = io.StringIO()
-    start, end = _cn_date(period)
-    buf.write("#支付宝业务明细查询\n")
-    buf.write(f"#账号：[{sb.alipay.seller_id}]\n")
-    buf.write(f"#起始日期：[{start}]   终止日期：[{end}]\n")
-    buf.write("#-----------------------------------------业务明细列表"
-              "----------------------------------------\n")
+    buf.write(head)
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(ALIPAY_HEADER)
-    paid = refunded = 0
-    n_pay = n_refund = 0
-    for e in rows:
-        t = e.trade
-        zero = "0.00"
-        if e.refund is None:
-            n_pay += 1
-            paid += t.amount
-            kind, received, number = "交易", fen_to_yuan(t.amount), ""
-        else:
-            n_refund += 1
-            refunded += e.refund.amount
-            kind, received, number = "退款", fen_to_yuan(-e.refund.amount), e.refund.out_refund_no
-        writer.writerow([
-            t.channel_no, t.out_trade_no, kind, t.subject, alipay_time(t.created_at),
-            alipay_time(e.at), "", "", "", "", "tes***@sandbox.com", fen_to_yuan(t.amount),
-            received, zero, zero, zero, zero, zero, "", zero, zero, number, zero, zero, "",
-        ])
-    buf.write("#-----------------------------------------业务明细列表结束"
-              "------------------------------------\n")
-    buf.write(f"#交易合计：{n_pay}笔，商家实收共：{fen_to_yuan(paid)}元，商家优惠共：0.00元\n")
-    buf.write(f"#退款合计：{n_refund}笔，商家实收退款共：{fen_to_yuan(-refunded)}元，"
-              "商家优惠退款共：0.00元\n")
-    buf.write(f"#导出时间：[{local(now()).strftime('%Y年%m月%d日 %H:%M:%S')}]\n")
+    writer.writerow(ALIPAY_SUMMARY_HEADER)
+    writer.writerow(["\t", "\t", *figures])
+    writer.writerow(["合计", "", *figures])
+    buf.write(tail)
+    buf.write(_exported())
     return buf.getvalue()
+
+
+class _GbkNamed(zipfile.ZipInfo):
+    """A member named in GBK without the UTF-8 flag, as in Alipay's statement zips (zipfile
+    itself would write UTF-8 and set the flag)."""
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:
+        return self.filename.encode("gbk"), self.flag_bits
+
+
+def _gbk_member(name: str, text: str) -> tuple[zipfile.ZipInfo, bytes]:
+    info = _GbkNamed(name, date_time=local(now()).timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info, text.encode("gbk", errors="replace")
+
+
+def alipay_zip(sb: Sandbox, period: str) -> tuple[str, bytes]:
+    """The statement as Alipay's download serves it: ``<account>_<date>.csv.zip`` holding
+    ``<account>_<date>_业务明细.csv`` and ``<account>_<date>_业务明细(汇总).csv``, GBK."""
+    stem = f"{bill_account(sb)}_{period.replace('-', '')}"
+    detail, totals = alipay_detail(sb, period)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, text in ((f"{stem}_业务明细.csv", detail),
+                           (f"{stem}_业务明细(汇总).csv", alipay_summary_csv(sb, period, totals))):
+            info, data = _gbk_member(name, text)
+            archive.writestr(info, data)
+    return f"{stem}.csv.zip", buf.getvalue()
 
 
 def wxpay_csv(sb: Sandbox, period: str, bill_type: str = "ALL") -> str:

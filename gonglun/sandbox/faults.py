@@ -2,25 +2,24 @@
 
 Three independent kinds per channel, each with its own counter so one request can arm several:
 
-- ``next_refund``: the outcome of the next refund requests (WeChat SUCCESS / PROCESSING /
-  ABNORMAL / CLOSED; Alipay SUCCESS or PENDING, i.e. accepted with ``fund_change`` N);
+- ``next_refund``: the outcome of the next refund requests, in the words each channel registers
+  (:class:`RefundVocabulary`): outcomes that accept the refund (WeChat SUCCESS / PROCESSING /
+  ABNORMAL / CLOSED; Alipay SUCCESS or PENDING, i.e. accepted with ``fund_change`` N) and
+  refusals the channel answers instead (Alipay ``ACQ.*`` sub-codes, WeChat error codes);
 - ``notify``: what happens to the next notifications (drop, duplicate, delay by ``delay_s``);
 - ``http``: the next protocol calls fail with a 500 or hang for ``delay_s`` (a timeout).
+
+The core knows no channel's words: each channel registers its refund vocabulary here.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .store import ALIPAY, CHANNELS, WXPAY
+from .store import CHANNELS
 
-REFUND_OUTCOMES = {
-    WXPAY: {"SUCCESS", "PROCESSING", "ABNORMAL", "CLOSED"},
-    ALIPAY: {"SUCCESS", "PENDING"},
-}
-#: Words accepted for the other channel's equivalent, so callers need not special-case.
-REFUND_ALIASES = {WXPAY: {"PENDING": "PROCESSING"}, ALIPAY: {"PROCESSING": "PENDING"}}
 NOTIFY_MODES = {"normal", "drop", "duplicate", "delay"}
 HTTP_MODES = {"500", "timeout"}
 DEFAULT_TIMEOUT_HOLD = 30.0
@@ -28,6 +27,30 @@ DEFAULT_TIMEOUT_HOLD = 30.0
 
 class FaultError(ValueError):
     """Bad fault specification (answered as 400 sandbox.bad_fault)."""
+
+
+@dataclass(frozen=True)
+class RefundVocabulary:
+    """The refund outcomes a channel can play.
+
+    ``accepted``: outcomes that record a refund; ``settling``: those that may also be the
+    default (what the bank does when nothing is armed); ``failures``: refusals answered
+    instead of accepting; ``aliases``: other spellings (case-insensitive) of the same words.
+    """
+
+    default: str
+    accepted: frozenset[str]
+    settling: frozenset[str]
+    failures: frozenset[str] = frozenset()
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def canonical(self, word: object) -> str | None:
+        text = str(word).strip().upper()
+        text = self.aliases.get(text, text)
+        return text if text in self.accepted or text in self.failures else None
+
+    def words(self) -> str:
+        return ", ".join(sorted(self.accepted | self.failures))
 
 
 @dataclass
@@ -40,6 +63,31 @@ class Armed:
 class Faults:
     def __init__(self) -> None:
         self._armed: dict[tuple[str, str], Armed] = {}
+        self._refunds: dict[str, RefundVocabulary] = {}
+
+    # --- refund vocabularies -------------------------------------------------------------
+
+    def register_refunds(self, channel: str, vocabulary: RefundVocabulary) -> None:
+        self._refunds[channel] = vocabulary
+
+    def refund_vocabulary(self, channel: str) -> RefundVocabulary:
+        return self._refunds[channel]
+
+    def refund_word(self, channel: str, word: object, *, settling: bool = False) -> str:
+        """The canonical outcome ``word`` names for ``channel``; FaultError if none.
+
+        With ``settling`` only outcomes that accept and settle a refund qualify (defaults)."""
+        vocabulary = self._refunds.get(channel)
+        if vocabulary is None:
+            raise FaultError(f"channel {channel!r} plays no refunds")
+        outcome = vocabulary.canonical(word)
+        allowed = vocabulary.settling if settling else vocabulary.accepted | vocabulary.failures
+        if outcome not in allowed:
+            raise FaultError(f"refund outcome for {channel} must be one of "
+                             f"{', '.join(sorted(allowed))}")
+        return outcome
+
+    # --- arming --------------------------------------------------------------------------
 
     def arm(self, spec: Any) -> dict[str, Any]:
         """Validate and arm a fault spec; returns the channel's armed faults."""
@@ -61,25 +109,15 @@ class Faults:
             raise FaultError("delay_s must be a non-negative number of seconds")
         armed: list[tuple[str, Armed]] = []
         if "next_refund" in spec:
-            outcome = str(spec["next_refund"]).upper()
-            outcome = REFUND_ALIASES[channel].get(outcome, outcome)
-            if outcome not in REFUND_OUTCOMES[channel]:
-                allowed = ", ".join(sorted(REFUND_OUTCOMES[channel]))
-                raise FaultError(f"next_refund for {channel} must be one of {allowed}")
+            try:
+                outcome = self.refund_word(channel, spec["next_refund"])
+            except FaultError as exc:
+                raise FaultError(f"next_refund: {exc}") from exc
             armed.append(("refund", Armed(outcome, count)))
         if "notify" in spec:
-            mode = spec["notify"]
-            if mode not in NOTIFY_MODES:
-                raise FaultError(f"notify must be one of {', '.join(sorted(NOTIFY_MODES))}")
-            if mode == "delay" and delay is None:
-                raise FaultError("notify delay needs delay_s")
-            armed.append(("notify", Armed(mode, count, float(delay or 0))))
+            armed.append(("notify", _notify_fault(spec["notify"], count, delay)))
         if "http" in spec:
-            mode = str(spec["http"])
-            if mode not in HTTP_MODES:
-                raise FaultError(f"http must be one of {', '.join(sorted(HTTP_MODES))}")
-            hold = float(delay) if delay is not None else DEFAULT_TIMEOUT_HOLD
-            armed.append(("http", Armed(mode, count, hold)))
+            armed.append(("http", _http_fault(spec["http"], count, delay)))
         if not armed:
             raise FaultError("give at least one of next_refund, notify, http")
         for kind, fault in armed:
@@ -108,3 +146,18 @@ class Faults:
 
     def clear(self) -> None:
         self._armed.clear()
+
+
+def _notify_fault(mode: object, count: int, delay: float | None) -> Armed:
+    if mode not in NOTIFY_MODES:
+        raise FaultError(f"notify must be one of {', '.join(sorted(NOTIFY_MODES))}")
+    if mode == "delay" and delay is None:
+        raise FaultError("notify delay needs delay_s")
+    return Armed(str(mode), count, float(delay or 0))
+
+
+def _http_fault(mode: object, count: int, delay: float | None) -> Armed:
+    text = str(mode)
+    if text not in HTTP_MODES:
+        raise FaultError(f"http must be one of {', '.join(sorted(HTTP_MODES))}")
+    return Armed(text, count, float(delay) if delay is not None else DEFAULT_TIMEOUT_HOLD)

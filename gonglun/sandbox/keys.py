@@ -168,6 +168,18 @@ def rsa_verify(public_pem: str, message: str, signature: str, *, sha1: bool = Fa
     return True
 
 
+
+def rsa_oaep_decrypt(private_pem: str, ciphertext: str) -> str | None:
+    """Decrypt a base64 RSA-OAEP (SHA-1) field, as WeChat encrypts sensitive request fields
+    with its platform or public key; None when it does not decrypt."""
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(),
+                        label=None)
+    try:
+        raw = private_key(private_pem).decrypt(base64.b64decode(ciphertext, validate=True), oaep)
+        return raw.decode("utf-8")
+    except Exception:
+        return None
+
 # --- the WeChat platform certificate -----------------------------------------------------
 
 #: Fixed validity so the certificate is byte-identical on every start: a cert_dir seeded

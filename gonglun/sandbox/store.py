@@ -57,8 +57,9 @@ class Trade:
 
 @dataclass
 class Refund:
-    """One refund request. ``status`` is SUCCESS, PROCESSING, ABNORMAL or CLOSED (Alipay's
-    "fund_change N" pending refunds are PROCESSING here)."""
+    """One refund request. ``status``: WeChat SUCCESS, PROCESSING, ABNORMAL or CLOSED; Alipay
+    SUCCESS, PROCESSING (accepted with "fund_change N", not settled yet) or FAILED (a pending
+    refund the bank could not pay: Alipay reports it as never refunded)."""
 
     channel: str
     out_trade_no: str
@@ -73,6 +74,8 @@ class Refund:
     created_at: float = 0.0
     success_at: float | None = None
     serial_mode: str = "public_key"
+    #: Channel-specific details (WeChat: how an ABNORMAL refund was redirected).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

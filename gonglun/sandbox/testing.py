@@ -21,6 +21,7 @@ import uvicorn
 
 from .app import Sandbox
 from .keys import KEYSET_FILE, Keyset, init_keyset, load_keyset
+from .settings import Settings
 
 #: Short enough that retry tests finish quickly, long enough to observe a retry.
 TEST_RETRY_SCHEDULE: tuple[float, ...] = (0.2, 0.4, 0.8)
@@ -61,18 +62,20 @@ def running_sandbox(
     keyset: Keyset | None = None,
     notify_urls: Mapping[str, str] | None = None,
     notify_hosts: Iterable[str] | None = None,
+    settings: Settings | None = None,
 ) -> Iterator[tuple[str, Sandbox, Keyset]]:
     """Run a sandbox; yields ``(base_url, sandbox, keyset)``.
 
     The keyset is read from ``tmp_dir/sandbox.json`` (written first if missing) unless given.
-    ``notify_urls`` and ``notify_hosts`` are the Sandbox's options of the same names.
+    ``notify_urls``, ``notify_hosts`` and ``settings`` are the Sandbox's options of the same
+    names.
     """
     if keyset is None:
         keyset = (load_keyset(tmp_dir) if (Path(tmp_dir) / KEYSET_FILE).exists()
                   else init_keyset(tmp_dir))
     sandbox = Sandbox(keyset, state_path=state_path, retry_schedule=retry_schedule,
                       notify_timeout=notify_timeout, notify_urls=notify_urls,
-                      notify_hosts=notify_hosts)
+                      notify_hosts=notify_hosts, settings=settings)
     app = falcon.asgi.App()
     sandbox.add_routes(app)
     server = UvicornThread(app)

@@ -40,7 +40,8 @@ from .common import (
     wechat_time,
     wechat_transaction_id,
 )
-from .keys import platform_certificate, public_pem_of, rsa_sign, rsa_verify
+from .faults import RefundVocabulary
+from .keys import platform_certificate, public_pem_of, rsa_oaep_decrypt, rsa_sign, rsa_verify
 from .store import WXPAY, Refund, Trade
 from .web import MAX_BODY, ControlError
 
@@ -60,6 +61,31 @@ STATE_DESC = {
 TRADE_TYPES = {"jsapi": "JSAPI", "app": "APP", "h5": "MWEB", "native": "NATIVE",
                "control": "NATIVE"}
 REFUND_SUMMARY = {"SUCCESS": "退款成功", "ABNORMAL": "退款异常", "CLOSED": "退款关闭"}
+#: Refusals ``next_refund`` can arm, with the HTTP status and description of the refund API's
+#: error table (POST /v3/refund/domestic/refunds); nothing is recorded, so a retry with the
+#: same out_refund_no may pass.
+REFUND_FAILURES: dict[str, tuple[int, str]] = {
+    "FREQUENCY_LIMITED": (429, "频率限制"),
+    "NOT_ENOUGH": (403, "余额不足"),
+    "USER_ACCOUNT_ABNORMAL": (403, "退款请求失败"),
+    "NO_AUTH": (403, "没有退款权限"),
+    "INVALID_REQUEST": (400, "请求参数符合参数格式，但不符合业务规则"),
+    "SYSTEM_ERROR": (500, "系统超时"),
+}
+REFUND_VOCABULARY = RefundVocabulary(
+    default="PROCESSING",
+    accepted=frozenset({"SUCCESS", "PROCESSING", "ABNORMAL", "CLOSED"}),
+    settling=frozenset({"SUCCESS", "PROCESSING"}),
+    failures=frozenset(REFUND_FAILURES),
+    aliases={"PENDING": "PROCESSING"},
+)
+#: How apply-abnormal-refund redirects an ABNORMAL refund.
+ABNORMAL_TYPES = ("USER_BANK_CARD", "MERCHANT_BANK_CARD")
+BANK_NAMES = {"ICBC": "工商银行", "ABC": "农业银行", "BOC": "中国银行", "CCB": "建设银行",
+              "COMM": "交通银行", "CMB": "招商银行", "SPDB": "浦发银行", "CITIC": "中信银行",
+              "CEB": "光大银行", "CMBC": "民生银行", "CIB": "兴业银行", "GDB": "广发银行",
+              "PSBC": "邮储银行", "PAB": "平安银行", "NBCB": "宁波银行"}
+ORIGINAL_ACCOUNT = "支付用户零钱"
 PUBLIC_KEY, CERTIFICATE = "public_key", "certificate"
 SIGN_TYPE = "WECHATPAY2-SHA256-RSA2048"
 #: WeChat refuses requests whose timestamp is more than five minutes off.
@@ -109,6 +135,7 @@ class WxpayChannel:
                                                                self.mchid)
         sandbox.notifier.signers[WXPAY] = lambda d: self.sign_headers(
             d.body, d.summary.get("serial_mode", PUBLIC_KEY))
+        sandbox.faults.register_refunds(WXPAY, REFUND_VOCABULARY)
 
     # --- signatures --------------------------------------------------------------------
 
@@ -383,15 +410,39 @@ class WxpayChannel:
                    if r.status != "CLOSED")
 
     def refund(self, call: Call, kw: dict[str, str]) -> Reply:
-        d = call.body
+        request = self._refund_request(call.body)
+        if isinstance(request, Reply):
+            return request
+        trade, out_refund_no, refund_fen = request
+        existing = self.sb.store.refund(WXPAY, out_refund_no)
+        if existing is not None:  # the same out_refund_no again: the same refund
+            if existing.out_trade_no != trade.out_trade_no or existing.amount != refund_fen:
+                return error(400, "INVALID_REQUEST", "订单金额或退款金额与之前请求不一致")
+            return Reply(200, self.refund_view(existing))
+        refusal = self._refund_refusal(trade, call.body["amount"]["total"], refund_fen)
+        if refusal is not None:
+            return refusal
+        outcome = self.sb.next_refund(WXPAY)
+        if outcome in REFUND_FAILURES:
+            status, message = REFUND_FAILURES[outcome]
+            return error(status, outcome, message)
+        refund = self._new_refund(call, trade, out_refund_no, refund_fen, outcome)
+        if refund.status != "CLOSED":
+            trade.state = REFUND
+            self.sb.store.save_trade(trade)
+        if refund.status != "PROCESSING":
+            self.notify_refund(trade, refund)
+        return Reply(200, self.refund_view(refund))
+
+    def _refund_request(self, d: dict[str, Any]) -> tuple[Trade, str, int] | Reply:
+        """The order, out_refund_no and amount a refund request names, or the error."""
         out_refund_no = d.get("out_refund_no")
         if not isinstance(out_refund_no, str) or not out_refund_no or len(out_refund_no) > 64:
             return error(400, "PARAM_ERROR", "out_refund_no 必填")
         amount = d.get("amount")
         if not isinstance(amount, dict):
             return error(400, "PARAM_ERROR", "amount 必填")
-        refund_fen, total_fen = amount.get("refund"), amount.get("total")
-        for value in (refund_fen, total_fen):
+        for value in (amount.get("refund"), amount.get("total")):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 return error(400, "PARAM_ERROR", "amount.refund 与 amount.total 必须是正整数(分)")
         if d.get("transaction_id"):
@@ -402,48 +453,82 @@ class WxpayChannel:
             return error(400, "PARAM_ERROR", "transaction_id 与 out_trade_no 必填其一")
         if trade is None:
             return error(404, "RESOURCE_NOT_EXISTS", "订单不存在")
-        existing = self.sb.store.refund(WXPAY, out_refund_no)
-        if existing is not None:
-            if existing.out_trade_no != trade.out_trade_no or existing.amount != refund_fen:
-                return error(400, "INVALID_REQUEST", "订单金额或退款金额与之前请求不一致")
-            return Reply(200, self.refund_view(existing))
+        return trade, out_refund_no, amount["refund"]
+
+    def _refund_refusal(self, trade: Trade, total_fen: int, refund_fen: int) -> Reply | None:
         if trade.state not in (SUCCESS, REFUND):
             return error(400, "INVALID_REQUEST", "订单未支付或已关闭，不能退款")
         if total_fen != trade.amount:
             return error(400, "INVALID_REQUEST", "订单金额与实际支付金额不一致")
         if self._committed(trade) + refund_fen > trade.amount:
             return error(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
-        fault = self.sb.faults.take(WXPAY, "refund")
+        return None
+
+    def _new_refund(self, call: Call, trade: Trade, out_refund_no: str, refund_fen: int,
+                    status: str) -> Refund:
         created = now()
         refund = Refund(
-            channel=WXPAY,
-            out_trade_no=trade.out_trade_no,
-            out_refund_no=out_refund_no,
-            refund_id=wechat_refund_id(created),
-            amount=refund_fen,
-            total=trade.amount,
-            status=fault.mode if fault else "SUCCESS",
-            channel_no=trade.channel_no,
-            reason=str(d.get("reason") or ""),
-            notify_url=str(d.get("notify_url") or ""),
-            created_at=created,
+            channel=WXPAY, out_trade_no=trade.out_trade_no, out_refund_no=out_refund_no,
+            refund_id=wechat_refund_id(created), amount=refund_fen, total=trade.amount,
+            status=status, channel_no=trade.channel_no,
+            reason=str(call.body.get("reason") or ""),
+            notify_url=str(call.body.get("notify_url") or ""), created_at=created,
             serial_mode=call.mode,
         )
-        if refund.status == "SUCCESS":
+        if status == "SUCCESS":
             refund.success_at = created
         self.sb.store.save_refund(refund)
-        if refund.status != "CLOSED":
-            trade.state = REFUND
-            self.sb.store.save_trade(trade)
-        if refund.status != "PROCESSING":
-            self.notify_refund(trade, refund)
-        return Reply(200, self.refund_view(refund))
+        return refund
 
     def query_refund(self, call: Call, kw: dict[str, str]) -> Reply:
-        refund = self.sb.store.refund(WXPAY, kw["out_refund_no"])
+        refund = self.sb.store.refund(WXPAY, kw["ref"])
         if refund is None:
             return error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
         return Reply(200, self.refund_view(refund))
+
+    def apply_abnormal_refund(self, call: Call, kw: dict[str, str]) -> Reply:
+        """``POST /v3/refund/domestic/refunds/{refund_id}/apply-abnormal-refund``: send an
+        ABNORMAL refund to the buyer's bank card (``USER_BANK_CARD``, with ``bank_type`` and
+        the encrypted ``bank_account`` and ``real_name``) or to the merchant's settlement
+        account (``MERCHANT_BANK_CARD``). The refund is PROCESSING again until settled."""
+        refund = next((r for r in self.sb.store.refunds.values()
+                       if r.channel == WXPAY and r.refund_id == kw["ref"]), None)
+        if refund is None:
+            return error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        d = call.body
+        if d.get("out_refund_no") != refund.out_refund_no:
+            return error(400, "PARAM_ERROR", "out_refund_no 与微信退款单号不匹配")
+        target = self._abnormal_target(d)
+        if isinstance(target, Reply):
+            return target
+        if refund.status == "PROCESSING" and refund.extra.get("abnormal_type") == d["type"]:
+            return Reply(200, self.refund_view(refund))  # the same request again
+        if refund.status != "ABNORMAL":
+            return error(400, "INVALID_REQUEST", f"退款单状态为{refund.status}，仅退款异常的退款单"
+                         "可发起异常退款")
+        refund.status = "PROCESSING"
+        refund.extra.update({"abnormal_type": d["type"], "channel": "OTHER_BANKCARD",
+                             "account": target})
+        self.sb.store.save_refund(refund)
+        return Reply(200, self.refund_view(refund))
+
+    def _abnormal_target(self, d: dict[str, Any]) -> str | Reply:
+        """The account an abnormal refund goes to, as ``user_received_account`` shows it."""
+        if d.get("type") not in ABNORMAL_TYPES:
+            return error(400, "PARAM_ERROR", f"type 只能是 {' 或 '.join(ABNORMAL_TYPES)}")
+        if d["type"] == "MERCHANT_BANK_CARD":
+            return "商户结算银行账户"
+        bank_type = d.get("bank_type")
+        if not isinstance(bank_type, str) or not bank_type or len(bank_type) > 16:
+            return error(400, "PARAM_ERROR", "退款至用户银行卡时 bank_type 必填")
+        plain = [rsa_oaep_decrypt(self.platform_private_key, str(d.get(name) or ""))
+                 for name in ("bank_account", "real_name")]
+        if None in plain or not all(plain):
+            return error(400, "PARAM_ERROR",
+                         "bank_account 与 real_name 必填，且须用微信支付公钥加密")
+        account = str(plain[0])
+        bank = BANK_NAMES.get(bank_type.split("_")[0], bank_type)
+        return f"{bank}借记卡{account[-4:]}"
 
     def refund_view(self, refund: Refund) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -451,8 +536,8 @@ class WxpayChannel:
             "out_refund_no": refund.out_refund_no,
             "transaction_id": refund.channel_no,
             "out_trade_no": refund.out_trade_no,
-            "channel": "ORIGINAL",
-            "user_received_account": "支付用户零钱",
+            "channel": refund.extra.get("channel", "ORIGINAL"),
+            "user_received_account": refund.extra.get("account", ORIGINAL_ACCOUNT),
             "create_time": wechat_time(refund.created_at),
             "status": refund.status,
             "funds_account": "AVAILABLE",
@@ -621,7 +706,9 @@ class WxpayChannel:
         return self.control_view(trade)
 
     def settle(self, out_refund_no: str, data: dict[str, Any]) -> dict[str, Any]:
-        """The bank settles a PROCESSING refund; the refund notification goes out."""
+        """The bank settles a PROCESSING refund (a new one, or an ABNORMAL one redirected by
+        apply-abnormal-refund): SUCCESS, ABNORMAL or CLOSED; the REFUND.* notification goes
+        out."""
         status = data.get("status")
         if status not in ("SUCCESS", "ABNORMAL", "CLOSED"):
             raise ControlError(400, "bad_status", "status must be SUCCESS, ABNORMAL or CLOSED")
@@ -706,7 +793,7 @@ class WxpayChannel:
             "out_refund_no": refund.out_refund_no,
             "refund_id": refund.refund_id,
             "refund_status": refund.status,
-            "user_received_account": "支付用户零钱",
+            "user_received_account": refund.extra.get("account", ORIGINAL_ACCOUNT),
             "amount": {"total": refund.total, "refund": refund.amount,
                        "payer_total": refund.total, "payer_refund": refund.amount},
         }

@@ -20,6 +20,16 @@ from tests.payment.test_lifecycle import run_job, wx_order
 from tests.payment.test_recharge import recharge_alipay
 
 
+@pytest.fixture(autouse=True)
+def _todays_statements(request: pytest.FixtureRequest) -> None:
+    """Alipay has statements only for days that are over (T+1); these tests reconcile what they
+    just did, so the sandbox serves today's partial statement too. The T+1 rule itself is
+    checked by test_alipay_statements_are_t_plus_one_zips."""
+    if "live" in request.fixturenames:
+        live = request.getfixturevalue("live")
+        assert live.sb.post("/sandbox/config", json={"partial_bills": True}).is_success
+
+
 def beijing_day(days: int = 0) -> str:
     return (dt.datetime.now(SHANGHAI).date() + dt.timedelta(days=days)).isoformat()
 
@@ -201,6 +211,9 @@ def test_refund_at_the_channel_not_recorded_here_is_a_status_mismatch(live: Live
         out_refund_no="console-2", amount={"refund": 800, "total": 800, "currency": "CNY"},
         out_trade_no=wxpay["payment_order"])
     assert code == 200, body
+    # WeChat refunds are PROCESSING until the bank pays them; only then on the statement.
+    assert live.sb.post("/sandbox/wxpay/refunds/console-2/settle",
+                        json={"status": "SUCCESS"}).is_success
     today = beijing_day()
     found = {}
     for channel in ("alipay", "wxpay"):
@@ -228,6 +241,7 @@ def test_statement_parsers_read_refunds_of_earlier_days(live: Live) -> None:
     code, _ = wxpay.client.refund(out_refund_no="r2", out_trade_no=wx["out_trade_no"],
                                   amount={"refund": 70, "total": 770, "currency": "CNY"})
     assert code == 200
+    assert live.sb.post("/sandbox/wxpay/refunds/r2/settle", json={"status": "SUCCESS"}).is_success
 
     assert [(r.payment_order, r.amount, r.status, r.refund_amount)
             for r in alipay.statement(beijing_day(-1))] == [
@@ -241,6 +255,41 @@ def test_statement_parsers_read_refunds_of_earlier_days(live: Live) -> None:
     assert [(r.payment_order, r.trade_no, r.amount, r.status, r.refund_amount)
             for r in wxpay.statement(beijing_day())] == [
         (wx["out_trade_no"], wx["transaction_id"], 770, "REFUND", 70)]
+
+
+def test_alipay_statements_are_t_plus_one_zips(live: Live) -> None:
+    """As in production: no statement for today (the run fails and says why), yesterday's is
+    downloaded as a zip of GBK CSV files and read, refunds included."""
+    assert live.sb.post("/sandbox/config", json={"partial_bills": False}).is_success
+    yesterday = f"{beijing_day(-1)} 09:15:00"
+    paid = live.sb.post("/sandbox/alipay/trades", json={
+        "amount": 1288, "paid_at": yesterday, "subject": "鉴定服务"}).json()["data"]
+    refunded = live.sb.post("/sandbox/alipay/trades", json={
+        "amount": 300, "paid_at": f"{beijing_day(-2)} 23:00:00"}).json()["data"]
+    alipay = get_channel(live.rt, "alipay")
+    assert alipay.client.api_alipay_trade_refund(
+        out_trade_no=refunded["out_trade_no"], refund_amount="1.00",
+        out_request_no="t1")["fund_change"] == "Y"
+
+    from gonglun.errors import GonglunError
+
+    with pytest.raises(GonglunError) as today:
+        recon.reconcile(live.rt, beijing_day(), "alipay")
+    assert today.value.error == "recon.channel_error"
+    assert "isp.bill_not_exist" in today.value.data["detail"]
+
+    assert [(r.payment_order, r.trade_no, r.amount, r.status, r.refund_amount)
+            for r in alipay.statement(beijing_day(-1))] == [
+        (paid["out_trade_no"], paid["trade_no"], 1288, "SUCCESS", 0)]
+    report = recon.reconcile(live.rt, beijing_day(-1), "alipay")
+    assert [(i["kind"], i["payment_order"], i["channel_amount"]) for i in report.items] == [
+        ("missing_local", paid["out_trade_no"], 1288)]
+    # Today's refund of a trade paid earlier shows on today's statement once the day is over:
+    # here the sandbox serves today's partial statement to show the row is read.
+    assert live.sb.post("/sandbox/config", json={"partial_bills": True}).is_success
+    assert [(r.payment_order, r.amount, r.status, r.refund_amount)
+            for r in alipay.statement(beijing_day())] == [
+        (refunded["out_trade_no"], 300, "REFUND", 100)]
 
 
 def test_missing_at_the_channel_is_settled_when_a_later_statement_has_it(live: Live) -> None:

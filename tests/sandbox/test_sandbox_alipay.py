@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from urllib.parse import parse_qsl, urlsplit
 
@@ -16,8 +15,6 @@ from gonglun.sandbox.clients import alipay_client
 from gonglun.sandbox.testing import NotifyReceiver
 
 from .conftest import Env
-
-TODAY = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d")
 
 
 def open_cashier(env: Env, order_string: str, *, as_json: bool = True) -> httpx.Response:
@@ -215,26 +212,6 @@ def test_pay_an_order_whose_cashier_was_never_opened(notifying_env: Env,
     assert note.path == "/notify/alipay"  # the sandbox's configured notify URL
     form = form_of(note.text)
     assert form["out_trade_no"] == no and ali.verify(form, form.pop("sign"))
-
-
-def test_bill_download_url_serves_the_statement(env: Env, ali: AliPay) -> None:
-    paid_trade(env, ali, "202401010000000050", "3.21")
-    ali.api_alipay_trade_refund("1.00", out_trade_no="202401010000000050", out_request_no="b1")
-    answer = ali.server_api("alipay.data.dataservice.bill.downloadurl.query",
-                            {"bill_type": "trade", "bill_date": TODAY})
-    url = answer["bill_download_url"]
-    assert url.startswith(env.base + "/sandbox/bills/alipay/" + TODAY)
-    text = httpx.get(url, trust_env=False).text
-    lines = [line for line in text.splitlines() if not line.startswith("#")]
-    header = lines[0].split(",")
-    assert header[:4] == ["支付宝交易号", "商户订单号", "业务类型", "商品名称"]
-    assert header[4:6] == ["创建时间", "完成时间"]
-    rows = [dict(zip(header, line.split(","), strict=True)) for line in lines[1:]]
-    assert [(r["业务类型"], r["商家实收(元)"], r["退款批次号/请求号"]) for r in rows] == \
-        [("交易", "3.21", ""), ("退款", "-1.00", "b1")]
-    assert all(r["订单金额(元)"] == "3.21" for r in rows)
-    bad = ali.server_api("alipay.data.dataservice.bill.downloadurl.query", {"bill_date": "x"})
-    assert bad["code"] == "40004"
 
 
 def test_unknown_method_is_an_error_response(env: Env, ali: AliPay) -> None:

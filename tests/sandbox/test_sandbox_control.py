@@ -109,7 +109,9 @@ def test_injected_trades_and_statements(env: Env, ali: AliPay, wx: WeChatPay) ->
 
 def test_config_changes_the_retry_schedule(env: Env) -> None:
     r = env.control("POST", "/sandbox/config", json={"retry_schedule": [0.1], "notify_timeout": 1})
-    assert r.json()["data"] == {"retry_schedule": [0.1], "notify_timeout": 1.0}
+    assert r.json()["data"] == {
+        "retry_schedule": [0.1], "notify_timeout": 1.0, "partial_bills": False,
+        "bill_url_ttl_s": 30.0, "refund_defaults": {"alipay": "SUCCESS", "wxpay": "PROCESSING"}}
     info = env.control("GET", "/sandbox/info").json()["data"]
     assert info["alipay"]["app_id"] == env.keyset["alipay"]["app_id"]
     assert info["wxpay"]["public_key_id"] == env.keyset["wxpay"]["public_key_id"]

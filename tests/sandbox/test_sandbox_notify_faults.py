@@ -190,21 +190,22 @@ def test_http_timeout(env: Env) -> None:
 
 def test_wechat_refund_outcomes_and_settlement(env: Env, wx: WeChatPay,
                                                receiver: NotifyReceiver) -> None:
-    wx_paid(env, wx, "WX0000000160", 400)
-    amount = {"refund": 100, "total": 400, "currency": "CNY"}
+    wx_paid(env, wx, "WX0000000160", 500)
+    amount = {"refund": 100, "total": 500, "currency": "CNY"}
 
     def refund(no: str) -> dict:
         code, text = wx.refund(out_refund_no=no, amount=amount, out_trade_no="WX0000000160")
         assert code == 200, text
         return json.loads(text)
 
-    arm(env, channel="wxpay", next_refund="PROCESSING")
-    assert refund("R1")["status"] == "PROCESSING"
-    assert refund("R2")["status"] == "SUCCESS"  # the fault was for one call
+    assert refund("R1")["status"] == "PROCESSING"  # the default, as in production
+    arm(env, channel="wxpay", next_refund="SUCCESS")
+    assert refund("R2")["status"] == "SUCCESS"
+    assert refund("R3")["status"] == "PROCESSING"  # the fault was for one call
     arm(env, channel="wxpay", next_refund="ABNORMAL")
-    assert refund("R3")["status"] == "ABNORMAL"
+    assert refund("R4")["status"] == "ABNORMAL"
     arm(env, channel="wxpay", next_refund="CLOSED")
-    assert refund("R4")["status"] == "CLOSED"
+    assert refund("R5")["status"] == "CLOSED"
 
     r = env.control("POST", "/sandbox/wxpay/refunds/R1/settle", json={"status": "SUCCESS"})
     assert r.status_code == 200 and r.json()["data"]["status"] == "SUCCESS"
@@ -220,6 +221,7 @@ def test_wechat_refund_outcomes_and_settlement(env: Env, wx: WeChatPay,
                    if json.loads(n.body)["event_type"] == "REFUND.SUCCESS"
                    and wx.callback(n.headers, n.body)["resource"]["out_refund_no"] == "R1")
     assert settled["refund_status"] == "SUCCESS"
+    assert json.loads(wx.query_refund("R3")[1])["status"] == "PROCESSING"  # no news for R3
 
 
 def test_wechat_processing_refund_can_settle_abnormal(env: Env, wx: WeChatPay,

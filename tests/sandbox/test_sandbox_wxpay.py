@@ -132,7 +132,7 @@ def test_refunds(env: Env, wx: WeChatPay, receiver: NotifyReceiver) -> None:
 
     code, text = wx.refund(out_refund_no="WR40-1", amount=refund, out_trade_no=no)
     body = json.loads(text)
-    assert code == 200 and body["status"] == "SUCCESS"
+    assert code == 200 and body["status"] == "PROCESSING"  # until the bank settles it
     assert body["amount"]["refund"] == 40 and body["refund_id"]
     again = json.loads(wx.refund(out_refund_no="WR40-1", amount=refund, out_trade_no=no)[1])
     assert again["refund_id"] == body["refund_id"]  # idempotent on out_refund_no
@@ -145,8 +145,11 @@ def test_refunds(env: Env, wx: WeChatPay, receiver: NotifyReceiver) -> None:
     transaction_id = json.loads(wx.query(out_trade_no=no)[1])["transaction_id"]
     code, text = wx.refund(out_refund_no="WR40-2", amount=dict(refund, refund=60),
                            transaction_id=transaction_id)
-    assert code == 200 and json.loads(text)["status"] == "SUCCESS"
+    assert code == 200 and json.loads(text)["status"] == "PROCESSING"
     assert json.loads(wx.query(out_trade_no=no)[1])["trade_state"] == "REFUND"
+    for out_refund_no in ("WR40-1", "WR40-2"):
+        assert env.control("POST", f"/sandbox/wxpay/refunds/{out_refund_no}/settle",
+                           json={"status": "SUCCESS"}).status_code == 200
 
     code, text = wx.query_refund("WR40-2")
     assert code == 200 and json.loads(text)["amount"]["refund"] == 60
@@ -218,6 +221,9 @@ def test_trade_bill(env: Env, wx: WeChatPay) -> None:
     paid(env, wx, "WX0000000070", 1234)
     wx.refund(out_refund_no="WR70", amount={"refund": 34, "total": 1234, "currency": "CNY"},
               out_trade_no="WX0000000070")
+    # A refund is on the statement of the day it succeeded: the bank settles it first.
+    assert env.control("POST", "/sandbox/wxpay/refunds/WR70/settle",
+                       json={"status": "SUCCESS"}).status_code == 200
     code, text = wx.trade_bill(TODAY)
     assert code == 200
     url = json.loads(text)["download_url"]

@@ -8,6 +8,7 @@ import io
 import logging
 import urllib.parse
 import urllib.request
+import zipfile
 from typing import Any
 
 from alipay import AliPay
@@ -203,6 +204,9 @@ class AlipayChannel:
             return None
 
     def statement(self, bill_date: str) -> list[StatementRow]:
+        """The day's 业务明细: ask for the download URL (Alipay has statements only for days
+        that are over, ``isp.bill_not_exist`` otherwise), fetch the zip at once (the URL lives
+        30 seconds), read its GBK 业务明细 file."""
         result = self._call(
             self.client.server_api,
             api_name="alipay.data.dataservice.bill.downloadurl.query",
@@ -210,17 +214,48 @@ class AlipayChannel:
         )
         url = result.get("bill_download_url")
         if result.get("code") != "10000" or not url:
-            raise ChannelError(f"alipay bill url: {result.get('sub_code') or result}")
+            raise ChannelError(f"alipay bill url: {result.get('sub_code') or result.get('code')} "
+                               f"{result.get('sub_msg') or result.get('msg') or ''}".rstrip())
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
-                text = response.read().decode("utf-8-sig")
+                data = response.read()
         except Exception as exc:
             raise ChannelError(f"alipay bill download: {exc}") from exc
-        return parse_alipay_statement(text)
+        return parse_alipay_statement(alipay_detail_text(data))
 
 
 def _alipay_time(value: Any) -> str:
     return rfc3339(as_datetime(value)).replace("T", " ")[:19]
+
+
+#: The statement file a download holds beside its 业务明细(汇总) summary.
+DETAIL_SUFFIX = "_业务明细.csv"
+
+
+def alipay_detail_text(data: bytes) -> str:
+    """The 业务明细 file of a downloaded statement: a zip whose members are named and written
+    in GBK (names without the zip UTF-8 flag), one of them ``<account>_<date>_业务明细.csv``."""
+    try:
+        # metadata_encoding applies to names without the UTF-8 flag only (Python 3.11+).
+        with zipfile.ZipFile(io.BytesIO(data), metadata_encoding="gbk") as archive:
+            name = next((n for n in archive.namelist() if n.endswith(DETAIL_SUFFIX)), None)
+            if name is None:
+                raise ChannelError(f"alipay bill: no 业务明细 file in {archive.namelist()}")
+            raw = archive.read(name)
+    except (zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise ChannelError(f"alipay bill: not a statement zip: {exc}") from exc
+    # GB18030 reads every GBK byte sequence the same and never fails on a rare character.
+    return raw.decode("gb18030")
+
+
+def _cell(value: str | None) -> str:
+    """Alipay pads identifiers with a tab so spreadsheets keep them as text."""
+    return (value or "").strip()
+
+
+def _column(name: str | None) -> str:
+    """Header names with ASCII parentheses: Alipay writes full-width ones (订单金额（元）)."""
+    return _cell(name).replace("（", "(").replace("）", ")")
 
 
 def parse_alipay_statement(text: str) -> list[StatementRow]:
@@ -232,9 +267,8 @@ def parse_alipay_statement(text: str) -> list[StatementRow]:
     """
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     rows: dict[str, StatementRow] = {}
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
-    for row in reader:
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+    for raw in csv.DictReader(io.StringIO("\n".join(lines))):
+        row = {_column(k): _cell(v) for k, v in raw.items()}
         order = row.get("商户订单号", "")
         if not order:
             continue
