@@ -93,10 +93,10 @@ def test_login_me_and_ledger(rt: Any, client: Any) -> None:
     assert me.json["data"]["balance"] == 0
 
     with rt.db.write() as session:
-        post(rt, session, user_id=user_id, delta=1234, scene="recharge_money", ref="p1",
-             key="test:p1", remark="账户余额充值")
-        post(rt, session, user_id=user_id, delta=-234, scene="admin_adjust", ref="a1",
-             key="test:a1")
+        post(rt, session, user_id=user_id, delta=1234, scene="topup_test", ref="p1",
+             key="test:p1", remark="账户余额充值", counter="channel:alipay")
+        post(rt, session, user_id=user_id, delta=-234, scene="fee_test", ref="a1",
+             key="test:a1", counter="income")
     me = client.simulate_get("/v1/me", headers=auth(token))
     assert me.json["data"]["balance"] == 1000
     ledger = client.simulate_get("/v1/me/ledger?limit=1", headers=auth(token)).json["data"]

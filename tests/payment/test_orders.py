@@ -14,11 +14,9 @@ from tests.payment.conftest import Live
 
 def fund(live: Live, user_id: int, amount: int, *, scene: str = "admin_adjust",
          allow_negative: bool = False) -> None:
-    from gonglun.ledger import post
+    from gonglun.testing import fund_wallet
 
-    with live.rt.db.write() as session:
-        post(live.rt, session, user_id=user_id, delta=amount, scene=scene,
-             ref=f"fund{amount}", key=f"fund:{user_id}:{amount}", allow_negative=allow_negative)
+    fund_wallet(live.rt, user_id, amount, scene=scene, allow_negative=allow_negative)
 
 
 def count_payments(live: Live) -> int:

@@ -1,12 +1,15 @@
 """Unified payment: scenes, orders, channels, callbacks, query, close, drop orders, reconciliation.
 
-Other plugins use only what is exported here (and the hooks): read a payment, its scenes.
+Other plugins use only what is exported here (and the hooks): read a payment, its scenes,
+and move a refund's money (``refund_transfers``, docs/ledger.md).
 """
 
+from gonglun.plugins.payment.funds import refund_moves, refund_transfers
 from gonglun.plugins.payment.plugin import (
     audit,
     channel_adapter,
     channel_config,
+    payment_late,
     payment_success,
     push_payment_success,
     register_actors,
@@ -14,6 +17,7 @@ from gonglun.plugins.payment.plugin import (
     register_models,
     register_periodic_jobs,
     register_routes,
+    settle_payment,
 )
 from gonglun.plugins.payment.recon_hooks import (
     register_recon_actors,
@@ -29,8 +33,11 @@ __all__ = [
     "audit",
     "channel_adapter",
     "channel_config",
+    "payment_late",
     "payment_success",
     "push_payment_success",
+    "refund_moves",
+    "refund_transfers",
     "register_actors",
     "register_migrations",
     "register_models",
@@ -40,4 +47,5 @@ __all__ = [
     "register_recon_jobs",
     "register_recon_routes",
     "register_routes",
+    "settle_payment",
 ]
