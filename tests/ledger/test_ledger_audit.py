@@ -128,7 +128,7 @@ def test_forged_transfer_is_named(rt: Any, new_user: Any) -> None:
 
 
 def test_moved_wallet_is_named(rt: Any, new_user: Any) -> None:
-    a, b = seed(rt, new_user)
+    a, _ = seed(rt, new_user)
     c = new_user()
     problems = tampered(rt, update(Account).where(Account.code == wallet(a)).values(user_id=c))
     assert problems == [f"ledger: account {account_id(rt, wallet(a))} is user:{a} but belongs "

@@ -1,4 +1,4 @@
-"""Transfers: both sides, chains, idempotency, refusals, shards, holds, the deferred hook, BAL-02."""
+"""Transfers: both sides, chains, idempotency, refusals, shards, holds, deferred hook, BAL-02."""
 
 from __future__ import annotations
 
@@ -407,7 +407,8 @@ def test_failure_line_format() -> None:
 
 def _log_lines(rt: Any) -> list[str]:
     folder = Path(rt.config.data_dir) / "log" / "balance"
-    return [line for f in sorted(folder.glob("*.log")) for line in f.read_text("utf-8").splitlines()]
+    files = sorted(folder.glob("*.log"))
+    return [line for f in files for line in f.read_text("utf-8").splitlines()]
 
 
 def test_failed_updates_are_logged_but_refusals_are_not(rt: Any, new_user: Any) -> None:
