@@ -10,6 +10,7 @@ from typing import Any
 from gonglun.api.util import ok, query_int, run_sync
 from gonglun.errors import GonglunError
 from gonglun.hooks import hookimpl
+from gonglun.ledger.accounts import INCOME
 
 
 class LedgerAccounts:
@@ -21,8 +22,14 @@ class LedgerAccounts:
         self.rt = rt
 
     async def on_get(self, req: Any, resp: Any) -> None:
-        """System accounts with their balances, the wallets in total, and the sum (always 0)."""
-        ok(resp, await run_sync(accounts_report, self.rt))
+        """System accounts with their balances, the wallets in total, and the sum (always 0).
+        ``income`` shows its balance to super admins only (PAY-22)."""
+        report = await run_sync(accounts_report, self.rt)
+        if not _sees_income(req):
+            for account in report["accounts"]:
+                if account["code"] == INCOME:
+                    account["balance"] = None
+        ok(resp, report)
 
 
 class LedgerTransfers:
@@ -35,7 +42,8 @@ class LedgerTransfers:
 
     async def on_get(self, req: Any, resp: Any) -> None:
         """Transfers newest first; filter by ``account`` (``escrow``, ``user:7``...), ``code``
-        and ``ref``; page with ``limit`` and ``before``."""
+        and ``ref``; page with ``limit`` and ``before``. Amounts to or from ``income`` show to
+        super admins only (PAY-22)."""
         from gonglun.ledger import list_transfers
         from gonglun.ledger.accounts import check_code
 
@@ -51,7 +59,17 @@ class LedgerTransfers:
                 return list_transfers(session, account=account, code=code, ref=ref,
                                       limit=limit, before=before)
 
-        ok(resp, await run_sync(load))
+        listing = await run_sync(load)
+        if not _sees_income(req):
+            for t in listing["transfers"]:
+                if INCOME in (t["debit"], t["credit"]):
+                    t.update(amount=None, debit_after=None, credit_after=None)
+        ok(resp, listing)
+
+
+def _sees_income(req: Any) -> bool:
+    """PAY-22: platform revenue is for super admins; admins see that it moved, not how much."""
+    return bool(req.context.user is not None and req.context.user.role == "superadmin")
 
 
 def _param(req: Any, name: str) -> str | None:
