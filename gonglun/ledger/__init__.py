@@ -32,6 +32,7 @@ from gonglun.ledger.reads import (
     positions,
     posting_dict,
     postings,
+    transfers_by_key,
 )
 from gonglun.ledger.transfers import (
     INSUFFICIENT_MSG,
@@ -84,6 +85,7 @@ __all__ = [
     "system_accounts",
     "transfer",
     "transfer_many",
+    "transfers_by_key",
     "wallet",
     "wallet_user",
     "write_failure_log",

@@ -150,6 +150,14 @@ def load_transfers(session: Session, ids: list[int]) -> list[TransferRow]:
     ]
 
 
+def transfers_by_key(session: Session, keys: list[str]) -> list[TransferRow]:
+    """The transfers made under ``keys``, in the order of ``keys`` (missing ones left out)."""
+    ids = dict(session.execute(select(_T.c.idempotency_key, _T.c.id)
+                               .where(_T.c.idempotency_key.in_(keys))).all())
+    rows = {r.key: r for r in load_transfers(session, list(ids.values()))}
+    return [rows[k] for k in keys if k in rows]
+
+
 # -- positions by reference (holds) --------------------------------------------------------
 
 
@@ -234,4 +242,4 @@ def list_transfers(
 
 __all__ = ["NEGATIVE_BALANCE_ERROR", "NEGATIVE_BALANCE_MSG", "Posting", "account_balance",
            "balance", "check_not_negative", "held", "legs", "list_accounts", "list_transfers",
-           "negative_blocks", "positions", "posting_dict", "postings"]
+           "negative_blocks", "positions", "posting_dict", "postings", "transfers_by_key"]
