@@ -18,6 +18,8 @@ from gonglun.ledger.accounts import (
 from gonglun.ledger.audit import audit_session, ledger_problems, run_audit
 from gonglun.ledger.failures import failure_line, write_failure_log
 from gonglun.ledger.models import Account, AccountBalance, Transfer
+from gonglun.ledger.moves import Move, TransferResult, TransferRow
+from gonglun.ledger.queue import submit
 from gonglun.ledger.reads import (
     NEGATIVE_BALANCE_ERROR,
     NEGATIVE_BALANCE_MSG,
@@ -37,9 +39,6 @@ from gonglun.ledger.reads import (
 from gonglun.ledger.transfers import (
     INSUFFICIENT_MSG,
     MAX_AMOUNT,
-    Move,
-    TransferResult,
-    TransferRow,
     hold,
     release,
     transfer,
@@ -82,6 +81,7 @@ __all__ = [
     "postings",
     "release",
     "run_audit",
+    "submit",
     "system_accounts",
     "transfer",
     "transfer_many",

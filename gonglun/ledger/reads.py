@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 from gonglun.errors import GonglunError
 from gonglun.ledger.accounts import ESCROW, system_accounts, wallet
 from gonglun.ledger.models import Account, AccountBalance, Transfer
-from gonglun.ledger.transfers import TransferRow
+from gonglun.ledger.moves import TransferRow
 
 MAX_PAGE = 500
 

@@ -435,3 +435,48 @@ def test_failed_updates_are_logged_but_refusals_are_not(rt: Any, new_user: Any) 
     assert "[余额场景 - (pay:55)] [金额 - 3] [动作 - 扣除]" in lines[1]
     day = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=8))).date()
     assert (Path(rt.config.data_dir) / "log" / "balance" / f"{day:%Y-%m-%d}.log").exists()
+
+
+def test_submit_group_commits_concurrent_requests_each_on_its_own(rt: Any,
+                                                                 new_user: Any) -> None:
+    import threading
+
+    from gonglun.ledger import submit
+
+    hot, poor = wallet(new_user()), wallet(new_user())
+    move(rt, ALIPAY, hot, 1000, "seed")
+    outcomes: list[Any] = []
+    start = threading.Barrier(24)
+
+    def run(n: int) -> None:
+        start.wait()
+        if n % 8 == 7:  # refused: the others of its batch still commit
+            plan = [Move(poor, INCOME, 5, "fee", f"q{n}")]
+        elif n % 2:
+            plan = [Move(hot, ESCROW, 10, "tao", f"q{n}", f"o{n}"),
+                    Move(ESCROW, hot, 4, "refund", f"q{n}b", f"o{n}")]
+        else:
+            plan = [Move(ALIPAY, hot, 3, "recharge_money", f"q{n}")]
+        try:
+            outcomes.append(("ok", [r.created for r in submit(rt, plan)]))
+        except GonglunError as exc:
+            outcomes.append((exc.error, []))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o for o, _ in outcomes) == ["ledger.insufficient_balance"] * 3 + ["ok"] * 21
+    assert all(all(created) for o, created in outcomes if o == "ok")
+    paying = len([n for n in range(24) if n % 2 and n % 8 != 7])
+    assert balances(rt, hot) == [1000 - 6 * paying + 3 * 12]
+    again = submit(rt, [Move(ALIPAY, hot, 3, "recharge_money", "q0")])
+    assert [r.created for r in again] == [False]
+    with pytest.raises(GonglunError) as err:
+        submit(rt, [Move(ALIPAY, hot, 4, "recharge_money", "q0")])
+    assert err.value.error == "ledger.key_conflict"
+    with pytest.raises(GonglunError) as err:
+        submit(rt, [Move(ALIPAY, hot, 0, "recharge_money", "bad")])
+    assert err.value.error == "ledger.invalid_amount"
+    assert run_audit(rt) == []
