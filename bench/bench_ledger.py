@@ -12,7 +12,7 @@ Scenarios, each ``--seconds`` long:
 - ``hot_wallet``: ``--processes`` x ``--threads`` writers move money into and out of ONE wallet
   (after: channel:alipay → wallet and wallet → income; before: +1/-1 postings);
 - ``hot_wallet_1``: the same from one thread (the latency of one transfer);
-- ``hot_wallet_batched`` (after only): ``--processes`` x ``--batch-threads`` callers of
+- ``hot_wallet_batched`` (after only): ``--batch-processes`` x ``--batch-threads`` callers of
   ``gonglun.ledger.submit``, the group-commit queue: one transaction and one wallet lock per
   batch of concurrent requests, each request still accepted or refused on its own;
 - ``escrow``: the same writers, each paying from its own wallet into ``escrow`` (after) or
@@ -210,7 +210,7 @@ def run_impl(impl: str, server: str | None, args: argparse.Namespace) -> list[di
                     ("hot_wallet", impl, hot, args.processes, args.threads, False),
                     ("escrow", impl, others, args.processes, args.threads, True)]
             if impl == "after":
-                plan.append(("hot_wallet_batched", "batched", hot, args.processes,
+                plan.append(("hot_wallet_batched", "batched", hot, args.batch_processes,
                              args.batch_threads, False))
             for name, how, who, procs, threads, escrow in plan:
                 result = scenario(how, url, tmp, name, who, procs, threads, args.seconds,
@@ -312,13 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="per scenario")
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-threads", type=int, default=16,
+    parser.add_argument("--batch-processes", type=int, default=2)
+    parser.add_argument("--batch-threads", type=int, default=32,
                         help="callers per process of the group-commit queue (submit)")
     parser.add_argument("--history", type=int, default=20_000,
                         help="transfers made (and analysed) before the clock starts")
     parser.add_argument("--before", default=None,
                         help="git ref of the 'before' code (default: merge-base with main)")
     parser.add_argument("--no-before", action="store_true")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternating after/before rounds; medians reported")
     parser.add_argument("--sqlite", action="store_true", help="also the embedded SQLite")
     parser.add_argument("--impl", choices=("before", "after"), help=argparse.SUPPRESS)
     parser.add_argument("--server", help=argparse.SUPPRESS)
@@ -340,17 +343,21 @@ def main(argv: list[str] | None = None) -> int:
     ceilings: list[dict[str, Any]] = []
     for backend, server in servers:
         print(f"{backend}: after (this tree), before ({ref[:10]}), pgbench", flush=True)
-        for r in run_impl("after", server, args):
-            results.append({"backend": backend, **r})
-        if not args.no_before:
-            for r in run_before(ref, server, args):
-                results.append({"backend": backend, **r})
-        if backend == "postgresql" and shutil.which("pgbench"):
-            for clients in (1, args.processes * args.threads):
-                c = pgbench(server, clients, args.seconds)
-                ceilings.append(c)
-                print(f"  pgbench hot-row UPDATE, {clients} clients: {c['per_second']:.1f} tps",
-                      flush=True)
+        runs: list[dict[str, Any]] = []
+        for n in range(args.rounds):  # alternating order: noise and warm-up fall on both
+            order = ["after", "before"] if n % 2 == 0 else ["before", "after"]
+            for impl in order:
+                if impl == "after":
+                    runs.extend(run_impl("after", server, args))
+                elif not args.no_before:
+                    runs.extend(run_before(ref, server, args))
+            if backend == "postgresql" and shutil.which("pgbench"):
+                for clients in (1, args.processes * args.threads):
+                    c = pgbench(server, clients, args.seconds)
+                    ceilings.append(c)
+                    print(f"  pgbench hot-row UPDATE, {clients} clients: "
+                          f"{c['per_second']:.1f} tps", flush=True)
+        results.extend({"backend": backend, **r} for r in _medians(runs))
     summary = _summary(results, ceilings)
     for line in summary["lines"]:
         print(line)
@@ -369,6 +376,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {RESULTS} in {report['total_seconds']} s")
     failed = any(r["failures"] or not r.get("audit_ok", True) for r in results)
     return 1 if failed else 0
+
+
+def _medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One result per (impl, scenario): the round with the median rate, with every rate."""
+    import statistics
+
+    out = []
+    for key in dict.fromkeys((r["impl"], r["scenario"]) for r in runs):
+        same = [r for r in runs if (r["impl"], r["scenario"]) == key]
+        mid = statistics.median_low(r["per_second"] for r in same)
+        pick = next(r for r in same if r["per_second"] == mid)
+        out.append({**pick, "all": [r["per_second"] for r in same],
+                    "failures": sum(r["failures"] for r in same),
+                    "audit_ok": all(r.get("audit_ok", True) for r in same)})
+    return out
 
 
 def _summary(results: list[dict[str, Any]], ceilings: list[dict[str, Any]]) -> dict[str, Any]:
