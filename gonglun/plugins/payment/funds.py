@@ -80,9 +80,10 @@ def pay_from_balance(rt: Any, session: Session, scene: Scene, *, user_id: int, a
 
 def hold_late(rt: Any, session: Session, payment: dict[str, Any]) -> TransferResult:
     """A payment that arrived after we closed the order (DECISIONS.md 7, 26): its money waits
-    in escrow for review or refund instead of going unrecorded."""
+    in escrow for review or refund instead of going unrecorded. (Only a payment of the order's
+    amount gets this far: a different amount is refused and alarmed before.)"""
     return transfer(rt, session, debit=source(payment), credit=ESCROW,
-                    amount=payment["paid_amount"] or payment["amount"], code=LATE,
+                    amount=payment["amount"], code=LATE,
                     key=f"late:{payment['id']}", ref=payment["payment_order"],
                     remark="订单关闭后收到的付款,待处理")
 
