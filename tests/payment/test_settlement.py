@@ -5,11 +5,13 @@ one transfer, balance or payment row makes it fail and name the row."""
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, select, update
 
+from gonglun.hooks import hookimpl
 from gonglun.ledger import Account, AccountBalance, Transfer, audit_session, run_audit
 from gonglun.plugins.payment.channels import get_channel
 from gonglun.plugins.payment.models import Payment
@@ -63,7 +65,7 @@ def buy(live: Live, people: dict[str, Any], method: str = "money") -> dict[str, 
 def test_tao_through_escrow_to_the_seller_with_commission(live: Live,
                                                           people: dict[str, Any]) -> None:
     tao_scene(live, commission=COMMISSION_BP)
-    (buyer, b), (seller, s), (_, cs), (_, boss) = (people[k] for k in
+    (buyer, b), (_, s), (_, cs), (_, boss) = (people[k] for k in
                                                    ("buyer", "seller", "cs", "boss"))
     recharge = recharge_alipay(live, b, amount=PRICE)
     live.sb.post(f"/sandbox/alipay/trades/{recharge['payment_order']}/pay")
@@ -147,11 +149,20 @@ def test_channel_payment_is_settled_after_the_channel_confirms(live: Live,
     live.settle_outbox()
     assert accounts(live, people["boss"][1])["escrow"] == PRICE
     audit_clean(live)
+    settled: list[tuple[int, int, int]] = []
+
+    @hookimpl
+    def payment_settled(payment: dict[str, Any], seller_amount: int, income: int) -> None:
+        settled.append((payment["id"], seller_amount, income))
+
+    live.rt.pm.register(SimpleNamespace(payment_settled=payment_settled), "shop")
     # The host application says the goods arrived.
     result = live.rt.hooks.decide("settle_payment", ref=payment["payment_order"], by="host",
                                   operator_id=None)
     assert (result["seller_amount"], result["income"]) == (1140, 60)
     assert live.balance(people["seller"][1]) == 1140
+    wait_until(lambda: settled, what="payment_settled")
+    assert settled == [(payment["id"], 1140, 60)]
     assert live.rt.hooks.decide("settle_payment", ref="42424242424242424242", by="host",
                                 operator_id=None) is None
     audit_clean(live)
