@@ -161,6 +161,11 @@ def refusal(rt: Any, move: Move, balance: int) -> GonglunError:
                         data={"balance": balance, "amount": move.amount})
 
 
+def key_conflict(transfer_id: int | None) -> GonglunError:
+    return GonglunError("ledger.key_conflict", "幂等键已被另一笔不同的转账使用", status=409,
+                        data={"transfer_id": transfer_id})
+
+
 def existing(session: Session, keys: list[str]) -> dict[str, TransferRow]:
     """Transfers already made under ``keys``."""
     if not keys:
@@ -325,7 +330,11 @@ def _check(rt: Any, req: Request, ids: dict[str, int], balances: dict[int, int],
     rows = []
     for m in req.moves:
         if m.key in done or m.key in planned:
-            continue  # a repeat (compared with the original by the caller)
+            earlier = done.get(m.key)
+            if (earlier is not None and not earlier.same_as(m)) or (
+                    earlier is None and planned[m.key][0] != m):
+                raise key_conflict(earlier.id if earlier else None)
+            continue  # a repeat: nothing to move
         after: dict[str, int | None] = {"debit": None, "credit": None}
         for side, sign in (("debit", -1), ("credit", 1)):
             aid = ids[getattr(m, side)]

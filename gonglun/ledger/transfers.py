@@ -27,7 +27,14 @@ from sqlalchemy.orm import Session
 from gonglun.accounts.models import User
 from gonglun.errors import GonglunError
 from gonglun.ledger.accounts import ESCROW, MANUAL, account_id, check_code, wallet, wallet_user
-from gonglun.ledger.engine import INSUFFICIENT_MSG, Request, apply_one, apply_requests, existing
+from gonglun.ledger.engine import (
+    INSUFFICIENT_MSG,
+    Request,
+    apply_one,
+    apply_requests,
+    existing,
+    key_conflict,
+)
 from gonglun.ledger.failures import logged_failures
 from gonglun.ledger.moves import Move, TransferResult, TransferRow
 
@@ -149,8 +156,7 @@ def results(request: Request) -> list[TransferResult]:
     for m in request.moves:
         row, created = request.rows[m.key], m.key in request.created
         if not created and not row.same_as(m):
-            raise GonglunError("ledger.key_conflict", "幂等键已被另一笔不同的转账使用",
-                               status=409, data={"transfer_id": row.id})
+            raise key_conflict(row.id)
         out.append(TransferResult(row, created))
     return out
 

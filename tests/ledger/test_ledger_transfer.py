@@ -480,3 +480,20 @@ def test_submit_group_commits_concurrent_requests_each_on_its_own(rt: Any,
         submit(rt, [Move(ALIPAY, hot, 0, "recharge_money", "bad")])
     assert err.value.error == "ledger.invalid_amount"
     assert run_audit(rt) == []
+
+
+def test_a_conflicting_key_refuses_the_whole_event(rt: Any, new_user: Any) -> None:
+    from gonglun.ledger import submit
+
+    a = wallet(new_user())
+    move(rt, ALIPAY, a, 100, "taken")
+    event = [Move(ALIPAY, a, 5, "test", "fresh"), Move(ALIPAY, a, 7, "test", "taken")]
+    for attempt in ("transaction", "queue"):
+        with pytest.raises(GonglunError) as err:
+            if attempt == "queue":
+                submit(rt, event)
+            else:
+                with rt.db.write() as session:
+                    transfer_many(rt, session, event)
+        assert err.value.error == "ledger.key_conflict", attempt
+        assert balances(rt, a) == [100] and count(rt, Transfer) == 1
