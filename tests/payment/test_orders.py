@@ -207,6 +207,8 @@ def test_scenes_endpoint(live: Live) -> None:
     assert scenes["face_number"]["refundable"] is False
     assert scenes["recharge_money"]["title"] == "充值"
     assert scenes["tao"]["seller_required"] is True
+    assert scenes["tao"]["settle"] is True and "commission" not in scenes["tao"]
+    assert scenes["recharge_money"]["topup"] is True
 
 
 def test_a_new_scene_is_configuration_plus_one_hook(make_rt: Any) -> None:

@@ -59,6 +59,8 @@ class Scene:
     def public(self) -> dict[str, Any]:
         data = asdict(self)
         data["methods"] = list(self.methods)
+        # The commission rate would tell anyone the platform's income on every order (PAY-22).
+        data.pop("commission")
         return data
 
 
