@@ -283,10 +283,14 @@ def apply_one(rt: Any, session: Session, move: Move, ids: dict[str, int],
 
 
 def apply_requests(rt: Any, session: Session, requests: list[Request],
-                   ids: dict[str, int]) -> None:
-    """Apply every request that the balances allow; record the others' refusals."""
+                   ids: dict[str, int], *, optimistic: bool = False) -> None:
+    """Apply every request that the balances allow; record the others' refusals.
+
+    ``optimistic`` (the group-commit queue) skips looking for used keys first: a used key then
+    fails the INSERT (``ledger.concurrent_update``) and the queue redoes each request alone.
+    """
     keys = [m.key for r in requests for m in r.moves]
-    done = existing(session, keys)
+    done = {} if optimistic else existing(session, keys)
     wallets = sorted({ids[c] for r in requests for m in r.moves if m.key not in done
                       for c in (m.debit, m.credit) if wallet_user(c) is not None})
     # NOTE: a key committed by another transaction while this one waited for the locks makes

@@ -96,7 +96,9 @@ class TransferQueue:
                     except GonglunError as exc:
                         w.request.error = exc
                 ids = ids_for(rt, session, [m for w in live for m in w.request.moves])
-                apply_requests(rt, session, [w.request for w in live], ids)
+                # NOTE: optimistic: a repeated key (a caller's retry) is rare; it fails the
+                # batch's INSERT and the requests are redone one by one below.
+                apply_requests(rt, session, [w.request for w in live], ids, optimistic=True)
             return
         except Exception:
             pass  # the batch failed as a whole: each request alone below
