@@ -1,12 +1,24 @@
-"""Payment throughput: verified notifications end to end, and order creations, over HTTP.
+"""Payment throughput over HTTP: verified notifications, order creations, balance payments,
+and (``--e2e``) payments end to end through the worker that moves their money.
 
 The API runs as its own uvicorn process(es) on this machine; notifications are genuine Alipay
 ``trade_status_sync`` messages signed with the gateway key (what the sandbox or Alipay sends),
 generated before the clock starts. Each one goes HTTP → SDK signature check → cross-checks →
 conditional UPDATE + notification record + outbox row in one transaction → relay to the broker.
 
+- ``notify``: recharge notifications per second (the order is paid; its money moves on a worker);
+- ``create``: Alipay order creations per second (no money moves yet);
+- ``balance``: ``tao`` orders paid from the balance by many buyers: the order and its transfer
+  (buyer → escrow; before the ledger: the buyer's debit posting) in one transaction;
+- ``money`` and ``e2e`` (``--e2e``, with ``--pg``): after the notifications, ``gonglun worker``
+  processes start and the clock runs until every paid recharge's ``payment_success`` has run,
+  i.e. its money is in the wallet (``money``); ``e2e`` is notifications plus that.
+
+``--compare`` runs the same with the code of ``--before`` (default: where this branch left
+main), exported to a temporary directory, in the same run, and prints after/before.
+
 Run: ``python bench/bench_payment.py`` (embedded default: SQLite, in-process Redis and broker)
-     ``python bench/bench_payment.py --pg`` (PostgreSQL and Redis on 127.0.0.1)
+     ``python bench/bench_payment.py --pg --e2e --compare`` (PostgreSQL and Redis on 127.0.0.1)
 Prints figures and writes bench/results/payment-<backend>.json.
 """
 
@@ -19,6 +31,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,7 +42,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+#: The code under test: this tree, or (``--tree``, the "before" run) an exported one.
+TREE = Path(sys.argv[sys.argv.index("--tree") + 1]) if "--tree" in sys.argv else ROOT
+sys.path.insert(0, str(TREE))
 
 
 def free_port() -> int:
@@ -98,10 +113,91 @@ def main() -> None:
     parser.add_argument("--pg", action="store_true", help="PostgreSQL + Redis instead of embedded")
     parser.add_argument("-n", type=int, default=3000, help="notifications")
     parser.add_argument("--orders", type=int, default=1000, help="order creations")
+    parser.add_argument("--balance", type=int, default=1000, help="balance payments")
+    parser.add_argument("--buyers", type=int, default=50, help="buyers paying from balance")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn processes")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--e2e", action="store_true",
+                        help="run gonglun worker processes and time payments end to end")
+    parser.add_argument("--worker-processes", type=int, default=2)
+    parser.add_argument("--compare", action="store_true", help="also the code of --before")
+    parser.add_argument("--before", help="git ref (default: merge-base of HEAD and main)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --compare: alternating")
+    parser.add_argument("--tree", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    backend = "postgresql" if args.pg else "sqlite"
+    if args.tree:  # a child run on another tree's code: results to --out
+        Path(args.out).write_text(json.dumps(measure(args, Path(args.tree))))
+        return
+    if not args.compare:
+        results: dict[str, Any] = {"after": measure(args, ROOT)}
+    else:
+        # Rounds alternate which code runs first (after, before; before, after; ...), and each
+        # figure is the median over rounds: the machine's noise and warm-up fall on both.
+        ref = args.before or subprocess.run(
+            ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], capture_output=True,
+            text=True).stdout.strip()
+        runs: dict[str, list[dict[str, Any]]] = {"after": [], "before": []}
+        for n in range(args.rounds):
+            for which in (("after", "before") if n % 2 == 0 else ("before", "after")):
+                runs[which].append(measure(args, ROOT) if which == "after"
+                                   else before(args, ref))
+        results = {which: median_run(r) for which, r in runs.items()}
+        results.update(rounds=runs, before_ref=ref)
+        results["after_vs_before"] = ratios(results["after"], results["before"])
+    results.update({"backend": backend, "concurrency": args.concurrency,
+                    "machine": f"{platform.platform()} cpus={os.cpu_count()}"})
+    out = ROOT / "bench" / "results" / f"payment-{backend}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
 
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each phase's run with the median rate."""
+    import statistics
+
+    out: dict[str, Any] = {}
+    for phase, figures in runs[0].items():
+        if isinstance(figures, dict) and "per_second" in figures:
+            rates = [r[phase]["per_second"] for r in runs]
+            mid = statistics.median_low(rates)
+            out[phase] = {**next(r[phase] for r in runs if r[phase]["per_second"] == mid),
+                          "all": rates}
+        else:
+            out[phase] = figures
+    return out
+
+
+def ratios(after: dict[str, Any], before: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for phase, figures in after.items():
+        if isinstance(figures, dict) and "per_second" in figures and phase in before:
+            out[phase] = round(figures["per_second"] / before[phase]["per_second"], 3)
+            print(f"{phase:<8} after {figures['per_second']:>8.1f}/s  before "
+                  f"{before[phase]['per_second']:>8.1f}/s  ({out[phase]:.2f}x)")
+    return out
+
+
+def before(args: Any, ref: str) -> dict[str, Any]:
+    """This benchmark, run on an export of ``ref`` (its gonglun package and app.py)."""
+    tree = Path(tempfile.mkdtemp(prefix="gl-before-"))
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True,
+                                 check=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+        out = tree / "result.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--tree",
+               str(tree), "--out", str(out)]
+        cmd = [c for c in cmd if c != "--compare"]  # one run of the exported code
+        subprocess.run(cmd, check=True, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)})
+        return json.loads(out.read_text())
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+def measure(args: Any, tree: Path) -> dict[str, Any]:
     from gonglun.config import Config
     from gonglun.migrate import upgrade
     from gonglun.runtime import Runtime
@@ -113,7 +209,7 @@ def main() -> None:
     keyset = init_keyset(tmp / "sandbox")
     server = os.environ.get("GONGLUN_BENCH_DATABASE_URL",
                             "postgresql://postgres@127.0.0.1:5432/test") if args.pg else None
-    backend = "postgresql" if args.pg else "sqlite"
+    print(f"== {tree}", flush=True)
     with fresh_database(server, tmp) as url:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GONGLUN_")}
         env.update({
@@ -124,6 +220,7 @@ def main() -> None:
             "GONGLUN_SERVER__EMBEDDED_SERVICES": "false",
             "GONGLUN_CONFIG": str(tmp / "none.toml"),
             "GONGLUN_REDIS_PREFIX": f"bench{secrets.token_hex(3)}:",
+            "PYTHONPATH": str(tree),
         })
         if args.pg:
             env["GONGLUN_REDIS_URL"] = "redis://127.0.0.1:6379/0"
@@ -135,31 +232,58 @@ def main() -> None:
         port = free_port()
         env["GONGLUN_SERVER__PORT"] = str(port)
         workers = args.workers if args.pg else 1  # SQLite: one writer process is the honest setup
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:app", "--port", str(port), "--workers",
-             str(workers), "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT, env=env,
-        )
+        proc = start([sys.executable, "-m", "uvicorn", "app:app", "--port", str(port),
+                      "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+                     tree, env)
+        workers_cmd = ([sys.executable, "-m", "gonglun.cli", "worker", "--processes",
+                        str(args.worker_processes)] if args.e2e and args.pg else None)
         try:
-            results = run(rt, keyset, port, args, signing_string, rsa_sign, proc.pid)
+            results = run(rt, keyset, port, args, signing_string, rsa_sign, proc.pid,
+                          e2e=lambda: start(workers_cmd, tree, env) if workers_cmd else None)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop(proc)
             from gonglun.testing import cleanup_redis
 
             cleanup_redis(rt)  # its cache entries and the queued (never consumed) messages
             rt.close()
-    results.update({"backend": backend, "uvicorn_workers": workers,
-                    "machine": f"{platform.platform()} cpus={os.cpu_count()}",
-                    "concurrency": args.concurrency})
-    out = ROOT / "bench" / "results" / f"payment-{backend}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    results["uvicorn_workers"] = workers
+    return results
+
+
+def start(cmd: list[str], tree: Path, env: dict[str, str]) -> subprocess.Popen:
+    """A process group of our own, so that stopping it stops its children too."""
+    return subprocess.Popen(cmd, cwd=tree, env=env, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+    except ProcessLookupError:
+        pass
+
+
+def fund(rt: Any, user_id: int, amount: int) -> None:
+    """A buyer's balance, in whichever version of the ledger is running."""
+    try:
+        from gonglun.testing import fund_wallet
+    except ImportError:  # the single-entry ledger: a posting without a counter-account
+        from gonglun.ledger import post
+
+        with rt.db.write() as session:
+            post(rt, session, user_id=user_id, delta=amount, scene="admin_adjust",
+                 ref="bench", key=f"fund:{user_id}")
+        return
+    fund_wallet(rt, user_id, amount)
 
 
 def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_sign: Any,
-        server_pid: int) -> dict:
+        server_pid: int, *, e2e: Any) -> dict:
     from sqlalchemy import func, insert, select
 
     from gonglun.accounts import create_user, issue_token
@@ -174,12 +298,18 @@ def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_si
         except OSError:
             time.sleep(0.2)
     with rt.db.write() as session:
-        user = create_user(session, "bench", "bench password")
-        token = issue_token(session, user.id)
-        user_id = user.id
+        buyers = [create_user(session, f"buyer{i}", "bench password")
+                  for i in range(max(1, args.buyers))]
+        seller = create_user(session, "seller", "bench password").id
+        tokens = [issue_token(session, b.id) for b in buyers]
+        token, ids = tokens[0], [b.id for b in buyers]
+    per_buyer = -(-args.balance // len(ids)) * 100
+    for uid in ids:
+        fund(rt, uid, per_buyer)
     now = dt.datetime.now(dt.UTC)
     orders = [new_order_number(now) for _ in range(args.n)]
-    rows = [{"payment_order": o, "user_id": user_id, "scene": "recharge_money", "title": "充值",
+    rows = [{"payment_order": o, "user_id": ids[i % len(ids)], "scene": "recharge_money",
+             "title": "充值",
              "amount": 1000 + i % 100, "method": "alipay", "channel": "page", "state": "wait_pay",
              "created_at": now, "close_deadline": now + dt.timedelta(hours=1), "refund_amount": 0,
              "income": 0, "meta": "{}", "version": 0, "late": False}
@@ -219,6 +349,16 @@ def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_si
               "api_cpu_ms_per_notification": round(server_cpu_ms, 2)}
     print(f"notifications: {args.n} in {elapsed:.2f}s = {args.n / elapsed:.0f}/s "
           f"(paid {paid}, events {events}; API CPU {server_cpu_ms:.2f} ms each)")
+    out: dict[str, Any] = {"notify": notify}
+    workers = e2e()
+    if workers is not None:  # now the worker moves the money of every paid order
+        try:
+            out["money"] = money_moved(rt, args.n, time.perf_counter())
+        finally:
+            stop(workers)
+        out["e2e"] = {"payments": args.n,
+                      "seconds": round(notify["seconds"] + out["money"]["seconds"], 3)}
+        out["e2e"]["per_second"] = round(args.n / out["e2e"]["seconds"], 1)
 
     body = json.dumps({"scene": "recharge_money", "amount": 1234, "method": "alipay",
                        "channel": "page"}).encode()
@@ -232,7 +372,52 @@ def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_si
                   "http_201": statuses.count(201)}
     print(f"order creations (alipay page, signed order string): {args.orders} in {elapsed:.2f}s "
           f"= {args.orders / elapsed:.0f}/s")
-    return {"notify": notify, "create": orders_out}
+    out["create"] = orders_out
+
+    body = json.dumps({"scene": "tao", "amount": 100, "method": "money",
+                       "seller_id": seller}).encode()
+    pay = [http_request("/v1/payments", body, "application/json",
+                        f"Authorization: Bearer {tokens[i % len(tokens)]}\r\n")
+           for i in range(args.balance)]
+    started = time.perf_counter()
+    statuses = asyncio.run(fire(port, pay, args.concurrency))
+    elapsed = time.perf_counter() - started
+    out["balance"] = {"payments": args.balance, "seconds": round(elapsed, 3),
+                      "per_second": round(args.balance / elapsed, 1),
+                      "http_201": statuses.count(201)}
+    print(f"balance payments (tao, {len(tokens)} buyers): {args.balance} in {elapsed:.2f}s "
+          f"= {args.balance / elapsed:.0f}/s ({statuses.count(201)} created)")
+    out["audit_problems"] = audit_count(rt)
+    return out
+
+
+def money_moved(rt: Any, n: int, started: float, timeout: float = 600) -> dict[str, Any]:
+    """Workers started at ``started``: until every payment_success ran (money in wallets)."""
+    from sqlalchemy import func, select
+
+    from gonglun.hooks.deferred import OutboxEvent
+
+    done = 0
+    while time.perf_counter() - started < timeout:
+        with rt.db.read() as session:
+            done = session.scalar(select(func.count()).where(
+                OutboxEvent.hook == "payment_success", OutboxEvent.state == "done"))
+        if done >= n:
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    print(f"money moved by the workers (payment_success done): {done} in {elapsed:.2f}s "
+          f"= {done / elapsed:.0f}/s")
+    return {"payments": done, "seconds": round(elapsed, 3), "per_second": round(done / elapsed, 1)}
+
+
+def audit_count(rt: Any) -> int:
+    from gonglun.ledger import run_audit
+
+    problems = run_audit(rt)
+    if problems:
+        print(f"AUDIT: {len(problems)} problem(s), e.g. {problems[:2]}")
+    return len(problems)
 
 
 if __name__ == "__main__":

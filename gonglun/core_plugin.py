@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from gonglun.hooks import hookimpl
+from gonglun.ledger.plugin import register_ledger_commands, register_ledger_routes
+
+__all__ = ["health", "register_ledger_commands", "register_ledger_routes", "register_routes"]
 
 
 @hookimpl(priority=0)

@@ -25,6 +25,8 @@ def alembic_config(rt: Any, connection: Any = None) -> AlembicConfig:
     cfg.set_main_option("version_locations", os.pathsep.join(locations))
     cfg.set_main_option("path_separator", "os")
     cfg.attributes["connection"] = connection
+    #: Data migrations that need configuration (payment scenes) read it from here.
+    cfg.attributes["rt"] = rt
     return cfg
 
 

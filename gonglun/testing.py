@@ -103,3 +103,23 @@ def cleanup_redis(rt: Any) -> None:
                 client.delete(*keys[start : start + 500])
         except RedisError:  # a test may point a broker at a server that is down on purpose
             continue
+
+
+#: The staff member ``fund_wallet`` books its adjustments under (created on first use).
+FUND_ADMIN = "ledger-test-admin"
+
+
+def fund_wallet(rt: Any, user_id: int, amount: int, *, key: str | None = None,
+                scene: str = "admin_adjust", allow_negative: bool = False) -> Any:
+    """Tests and benchmarks: a staff adjustment of ``amount`` fen (negative: a debit) to a
+    wallet, against ``manual`` with a note and an admin, as the ledger requires."""
+    from gonglun.accounts import create_user, user_by_login
+    from gonglun.ledger import MANUAL, post
+
+    with rt.db.write() as session:
+        admin = user_by_login(session, FUND_ADMIN) or create_user(
+            session, FUND_ADMIN, "ledger test admin password", role="admin")
+        return post(rt, session, user_id=user_id, delta=amount, scene=scene,
+                    ref=f"fund:{user_id}", key=key or f"fund:{uuid.uuid4().hex}",
+                    counter=MANUAL, remark="测试资金", operator_id=admin.id,
+                    allow_negative=allow_negative)

@@ -58,6 +58,13 @@ def register_commands(rt: Any, commands: list[Any]) -> list[Any]:
 
 
 @filter
+def register_ledger_accounts(rt: Any, accounts: dict[str, Any]) -> dict[str, Any]:
+    """Declare system accounts of the ledger: add ``code → gonglun.ledger.SystemAccount(code,
+    name, description)``; return the mapping. Codes are lower-case words with an optional
+    ``:qualifier`` (``deposit``, ``fee:sms``); a system account may go negative by design."""
+
+
+@filter
 def register_migrations(rt: Any, locations: list[str]) -> list[str]:
     """Add Alembic version directories holding the plugin's own migrations; return the list."""
 
@@ -88,8 +95,8 @@ def payment_created(rt: Any, payment: dict[str, Any]) -> None:
 def payment_success(rt: Any, payment: dict[str, Any]) -> None:
     """Once per order, after a verified notification or channel query marked it paid (CORE-02).
 
-    The scene's handler (``recharge_money`` → balance credit...) implements this hook and must be
-    idempotent (ledger postings carry the key ``payment:<id>``).
+    The payment plugin moves the money first (a channel payment's transfer to the scene's
+    account, key ``payment:<id>``); the scene's handler adds its effect and must be idempotent.
     """
 
 
@@ -101,6 +108,20 @@ def payment_closed(rt: Any, payment: dict[str, Any], reason: str) -> None:
 @action(deferred=True)
 def payment_late(rt: Any, payment: dict[str, Any], resolution: str) -> None:
     """A verified payment arrived for an order closed locally (DECISIONS.md 7): review or refund."""
+
+
+@decision
+def settle_payment(rt: Any, ref: str, by: str, operator_id: Any) -> Any:
+    """Settle an order that pays a seller (goods received, service done): ``by`` is ``host``,
+    ``admin`` or ``auto``. The payment plugin answers for scenes with ``settle``: PAY-24 guard
+    first, then escrow → seller less the scene's commission → income; it returns the settled
+    payment or raises ``GonglunError``. Stops at the first non-None answer."""
+
+
+@action(deferred=True)
+def payment_settled(rt: Any, payment: dict[str, Any], seller_amount: int, income: int) -> None:
+    """After a settlement committed: the seller was credited ``seller_amount``, ``income`` the
+    commission."""
 
 
 @filter
@@ -147,6 +168,12 @@ def refund_reverse(
     """Undo the scene's effect inside the refund transaction (DECISIONS.md 9); answer a result."""
 
 
+@decision
+def refund_notice(rt: Any, method: str, notice: dict[str, Any]) -> Any:
+    """A verified refund notification (WeChat ``REFUND.*``, Alipay's refund news on
+    ``trade_status_sync``): the refund plugin applies it and answers the outcome (a string)."""
+
+
 @action(deferred=True)
 def refund_ok(rt: Any, refund: dict[str, Any], payment: dict[str, Any]) -> None:
     """After a refund succeeded, is in progress, or was forced to success (CORE-11)."""
@@ -164,7 +191,8 @@ def refund_abnormal(rt: Any, channel: str, refund_order: str, payment: dict[str,
 
 @action(deferred=True)
 def balance_changed(rt: Any, posting: dict[str, Any]) -> None:
-    """After a ledger posting committed (CORE-14): user_id, delta, balance_after, scene, ref."""
+    """After a transfer touching a wallet committed (CORE-14), once per wallet side:
+    ``posting`` = id (the transfer), user_id, delta, balance_after, scene, ref, remark, key."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -93,10 +93,10 @@ def test_login_me_and_ledger(rt: Any, client: Any) -> None:
     assert me.json["data"]["balance"] == 0
 
     with rt.db.write() as session:
-        post(rt, session, user_id=user_id, delta=1234, scene="recharge_money", ref="p1",
-             key="test:p1", remark="账户余额充值")
-        post(rt, session, user_id=user_id, delta=-234, scene="admin_adjust", ref="a1",
-             key="test:a1")
+        post(rt, session, user_id=user_id, delta=1234, scene="topup_test", ref="p1",
+             key="test:p1", remark="账户余额充值", counter="channel:alipay")
+        post(rt, session, user_id=user_id, delta=-234, scene="fee_test", ref="a1",
+             key="test:a1", counter="income")
     me = client.simulate_get("/v1/me", headers=auth(token))
     assert me.json["data"]["balance"] == 1000
     ledger = client.simulate_get("/v1/me/ledger?limit=1", headers=auth(token)).json["data"]
@@ -238,3 +238,39 @@ def test_websocket_refuses_bad_token(rt: Any, kind: str) -> None:
     except WebSocketDisconnected as exc:
         code = exc.code
     assert code == 3403  # the handshake is denied: HTTP 403 before any upgrade
+
+
+def test_ledger_admin_routes(rt: Any, client: Any) -> None:
+    from gonglun.ledger import post
+
+    user_id, token = make_user(rt)
+    _, admin = make_user(rt, "cs", role="admin")
+    with rt.db.write() as session:
+        for n in range(3):
+            post(rt, session, user_id=user_id, delta=100 + n, scene="topup_test", ref=f"r{n}",
+                 key=f"t:{n}", counter="channel:wxpay")
+    listed = client.simulate_get("/v1/ledger/accounts", headers=auth(admin)).json["data"]
+    assert {a["code"]: a["balance"] for a in listed["accounts"]}["channel:wxpay"] == -303
+    assert listed["wallets"] == {"count": 1, "balance": 303, "negative": 0}
+    assert listed["total"] == 0
+    page = client.simulate_get(f"/v1/ledger/transfers?account=user:{user_id}&limit=2",
+                               headers=auth(admin)).json["data"]
+    assert [t["amount"] for t in page["transfers"]] == [102, 101]
+    rest = client.simulate_get(f"/v1/ledger/transfers?before={page['next_before']}",
+                               headers=auth(admin)).json["data"]
+    assert [t["amount"] for t in rest["transfers"]] == [100] and rest["next_before"] is None
+    by_ref = client.simulate_get("/v1/ledger/transfers?ref=r1&code=topup_test",
+                                 headers=auth(admin)).json["data"]["transfers"]
+    assert [(t["debit"], t["credit"], t["key"]) for t in by_ref] == [
+        ("channel:wxpay", f"user:{user_id}", "t:1")]
+    assert client.simulate_get("/v1/ledger/transfers?account=escrow",
+                               headers=auth(admin)).json["data"]["transfers"] == []
+    for path, headers, status, error in (
+        ("/v1/ledger/accounts", auth(token), 403, "auth.forbidden"),
+        ("/v1/ledger/transfers", {}, 401, "auth.required"),
+        ("/v1/ledger/transfers?account=nowhere", auth(admin), 400, "ledger.unknown_account"),
+        ("/v1/ledger/transfers?limit=0", auth(admin), 400, "request.out_of_range"),
+        ("/v1/ledger/transfers?before=x", auth(admin), 400, "request.invalid_type"),
+        ("/v1/ledger/transfers?code=" + "c" * 65, auth(admin), 400, "request.too_long"),
+    ):
+        assert_error(client.simulate_get(path, headers=headers), status, error)

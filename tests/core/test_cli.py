@@ -55,12 +55,20 @@ def test_users_add_audit_and_tamper(tmp_path: Path, db_env: dict[str, str]) -> N
         with rt.db.write() as session:
             for i, delta in enumerate((500, -200, 300)):
                 post(rt, session, user_id=created["id"], delta=delta, scene="admin_adjust",
-                     ref=f"r{i}", key=f"cli:{i}")
+                     ref=f"r{i}", key=f"cli:{i}", counter="manual", remark="补偿",
+                     operator_id=created["id"])
         assert run(tmp_path, "audit", env=db_env).returncode == 0
+        accounts = run(tmp_path, "ledger", "accounts", "--json", env=db_env)
+        assert accounts.returncode == 0, accounts.stderr
+        listed = json.loads(accounts.stdout)
+        assert {a["code"]: a["balance"] for a in listed["accounts"]}["manual"] == -600
+        assert listed["wallets"] == {"count": 1, "balance": 600, "negative": 0}
+        assert listed["total"] == 0
         from sqlalchemy import text
 
-        with rt.db.write() as session:  # someone edits a posting behind the ledger's back
-            session.execute(text("UPDATE postings SET delta = delta + 1 WHERE ref = 'r1'"))
+        with rt.db.write() as session:  # someone edits a transfer behind the ledger's back
+            session.execute(text(
+                "UPDATE ledger_transfers SET amount = amount + 1 WHERE ref = 'r1'"))
         bad = run(tmp_path, "audit", "--json", env=db_env)
         assert bad.returncode == 1
         report = json.loads(bad.stdout)

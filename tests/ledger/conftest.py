@@ -73,3 +73,33 @@ def new_user(rt: Any) -> Callable[..., int]:
             return create_user(session, login or f"user{count[0]}", "password123").id
 
     return make
+
+
+@pytest.fixture
+def admin(new_user: Callable[..., int], rt: Any) -> int:
+    """An admin: the operator ``manual`` transfers need."""
+    from sqlalchemy import update
+
+    from gonglun.accounts.models import User
+
+    uid = new_user("staff")
+    with rt.db.write() as session:
+        session.execute(update(User).where(User.id == uid).values(role="admin"))
+    return uid
+
+
+@pytest.fixture
+def fund(rt: Any, admin: int) -> Callable[..., Any]:
+    """``fund(user_id, amount)``: a staff credit from ``manual`` (with note and admin)."""
+    from gonglun.ledger import MANUAL, transfer, wallet
+
+    count = [0]
+
+    def give(user_id: int, amount: int) -> Any:
+        count[0] += 1
+        with rt.db.write() as session:
+            return transfer(rt, session, debit=MANUAL, credit=wallet(user_id), amount=amount,
+                            code="admin_adjust", key=f"fund:{count[0]}", ref="", remark="补款",
+                            operator_id=admin)
+
+    return give

@@ -110,6 +110,13 @@ def test_payment_after_local_close_is_kept_flagged_and_alarmed(live: Live) -> No
         hooks = set(session.scalars(select(OutboxEvent.hook)))
     assert {"payment_late", "alarm"} <= hooks
     assert live.balance(headers) == 0  # policy "review": a human decides
+    # ...and the money waits in escrow meanwhile (DECISIONS.md 26): nothing unrecorded.
+    from gonglun.ledger import account_balance, run_audit
+
+    with live.rt.db.read() as session:
+        assert account_balance(session, "escrow") == 990
+        assert account_balance(session, "channel:wxpay") == -990
+    assert run_audit(live.rt) == []
 
 
 def test_late_payment_accepted_by_policy(live: Live) -> None:
@@ -123,6 +130,10 @@ def test_late_payment_accepted_by_policy(live: Live) -> None:
     wait_until(lambda: live.balance(headers) == 640, what="credited after late payment")
     after = live.payment(payment["id"], headers)
     assert after["state"] == "ok" and after["late"] is True
+    live.settle_outbox()
+    from gonglun.ledger import run_audit
+
+    assert run_audit(live.rt) == []
 
 
 def test_close_by_owner_and_refusals(live: Live) -> None:

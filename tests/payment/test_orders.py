@@ -14,11 +14,9 @@ from tests.payment.conftest import Live
 
 def fund(live: Live, user_id: int, amount: int, *, scene: str = "admin_adjust",
          allow_negative: bool = False) -> None:
-    from gonglun.ledger import post
+    from gonglun.testing import fund_wallet
 
-    with live.rt.db.write() as session:
-        post(live.rt, session, user_id=user_id, delta=amount, scene=scene,
-             ref=f"fund{amount}", key=f"fund:{user_id}:{amount}", allow_negative=allow_negative)
+    fund_wallet(live.rt, user_id, amount, scene=scene, allow_negative=allow_negative)
 
 
 def count_payments(live: Live) -> int:
@@ -212,6 +210,8 @@ def test_scenes_endpoint(live: Live) -> None:
     assert scenes["face_number"]["refundable"] is False
     assert scenes["recharge_money"]["title"] == "充值"
     assert scenes["tao"]["seller_required"] is True
+    assert scenes["tao"]["settle"] is True and "commission" not in scenes["tao"]
+    assert scenes["recharge_money"]["topup"] is True
 
 
 def test_a_new_scene_is_configuration_plus_one_hook(make_rt: Any) -> None:

@@ -125,7 +125,7 @@ def test_fifty_concurrent_duplicates_one_success(live: Live) -> None:
     from sqlalchemy import func, select
 
     from gonglun.hooks.deferred import OutboxEvent
-    from gonglun.ledger.models import Posting
+    from gonglun.ledger import Transfer
 
     _, headers = live.user()
     payment = recharge_alipay(live, headers, amount=888)
@@ -145,7 +145,7 @@ def test_fifty_concurrent_duplicates_one_success(live: Live) -> None:
     with live.rt.db.read() as session:
         events = session.scalar(select(func.count()).where(
             OutboxEvent.hook == "payment_success"))
-        postings = session.scalar(select(func.count()).where(Posting.ref == order))
+        postings = session.scalar(select(func.count()).where(Transfer.ref == order))
     assert events == 1
     assert postings == 1
     assert live.balance(headers) == 888

@@ -397,3 +397,28 @@ def test_job_reports_a_channel_failure_and_the_lock_refuses_overlap(live: Live) 
     finally:
         held.release()
     assert recon.reconcile(live.rt, today, "wxpay").differences == 0
+
+
+def test_clean_day_ties_the_clearing_account_to_the_statement(live: Live) -> None:
+    from sqlalchemy import update
+
+    from gonglun.ledger import Transfer, audit_session, run_audit
+
+    _, buyer = live.user()
+    orders = [paid_alipay(live, buyer, amount) for amount in (1000, 2345)]
+    live.settle_outbox()
+    report = recon.reconcile(live.rt, beijing_day(), "alipay")
+    assert (report.differences, report.channel_paid) == (0, 3345)
+    with live.rt.db.read() as session:
+        run = session.scalar(select(ReconRun).where(ReconRun.channel == "alipay"))
+        assert run.channel_paid == 3345
+    assert run_audit(live.rt) == []
+    # Someone shaves a fen off a channel transfer: the statement still says what was paid.
+    key = f"payment:{orders[1]['id']}"
+    with live.rt.db.session() as session, session.begin():
+        session.execute(update(Transfer).where(Transfer.idempotency_key == key)
+                        .values(amount=Transfer.amount - 1))
+        problems = audit_session(live.rt, session)
+        session.rollback()
+    assert (f"payment: channel:alipay on {beijing_day()}: the statement says 3345 paid, the "
+            f"ledger moved 3344 from the channel for those orders") in problems

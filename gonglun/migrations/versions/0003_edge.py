@@ -1,7 +1,7 @@
 """idempotency keys (Stripe semantics)
 
 Revision ID: 0003_edge
-Revises: 0001_core
+Revises: 0002_ledger
 Create Date: 2026-11-30
 """
 
@@ -14,7 +14,7 @@ import gonglun.db
 
 
 revision: str = '0003_edge'
-down_revision: str | None = '0001_core'
+down_revision: str | None = '0002_ledger'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -61,8 +61,11 @@ class Payment(Base):
     refund_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     refund_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     refund_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    #: Platform revenue from this payment (super admins only, SEC-05).
+    #: Platform revenue from this payment: the commission taken at settlement (super admins
+    #: only, SEC-05, PAY-22).
     income: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: When escrow was paid out to the seller (scenes with ``settle``).
+    settled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     payer_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     fingerprint: Mapped[str | None] = mapped_column(String(128), nullable=True)
     #: The goods card this payment is for (shop_type, shop_order in the seeds).
@@ -150,4 +153,7 @@ class ReconRun(Base):
     channel_rows: Mapped[int] = mapped_column(Integer, default=0)
     local_rows: Mapped[int] = mapped_column(Integer, default=0)
     differences: Mapped[int] = mapped_column(Integer, default=0)
+    #: What the statement says was paid for the orders we also have as paid that day (fen);
+    #: the audit checks the channel's clearing account against it.
+    channel_paid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     ran_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

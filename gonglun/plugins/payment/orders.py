@@ -211,7 +211,7 @@ def _insert(
     rt: Any, req: OrderRequest, user: Any, *, ip: str | None, fingerprint: str | None,
     request_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
-    from gonglun.ledger import post
+    from gonglun.plugins.payment.funds import pay_from_balance
 
     existing = _by_request_key(rt, request_key)
     if existing is not None:
@@ -230,10 +230,10 @@ def _insert(
     with rt.db.write() as session:
         _guards(rt, session, req, user)
         if req.method == "money":
-            # BAL-07: the payer is the session user; the debit refuses an overdraft and rolls
-            # the whole order back with it.
-            post(rt, session, user_id=user.id, delta=-req.amount, scene=req.scene.key,
-                 ref=order, key=f"pay:{order}", remark=f"余额支付:{req.scene.name}")
+            # BAL-07: the payer is the session user; the transfer to the scene's account
+            # (escrow, income) refuses an overdraft and rolls the whole order back with it.
+            pay_from_balance(rt, session, req.scene, user_id=user.id, amount=req.amount,
+                             order=order)
             values.update(state="ok", pay_order=new_order_number(now), paid_at=now,
                           paid_amount=req.amount, version=1)
         row = session.connection().execute(_INSERT, values).first()

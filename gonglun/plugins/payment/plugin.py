@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
     from gonglun.api.routes import REF_SCHEMA, Route
     from gonglun.plugins.payment import resources as r
     from gonglun.plugins.payment.schemas import CREATE_SCHEMA, LOOKUP_SCHEMA
+    from gonglun.plugins.payment.settlement import Settle
 
     item = r.PaymentItem(rt)
     ref = {"ref": REF_SCHEMA}
@@ -42,6 +42,7 @@ def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
         Route("/v1/payments/{ref}", item, tags=("payment",), params=ref),
         Route("/v1/payments/{ref}/close", item, tags=("payment",), suffix="close", params=ref),
         Route("/v1/payments/{ref}/sync", item, tags=("payment",), suffix="sync", params=ref),
+        Route("/v1/payments/{ref}/settle", Settle(rt), tags=("payment", "admin"), params=ref),
         Route("/v1/notify/alipay", r.Notify(rt, "alipay"), tags=("payment",)),
         Route("/v1/notify/wxpay", r.Notify(rt, "wxpay"), tags=("payment",)),
     ]
@@ -54,6 +55,17 @@ def channel_config(rt: Any, method: str) -> Any:
     if method in ("alipay", "wxpay"):
         return default_settings(rt, method)
     return None
+
+
+@hookimpl
+def refund_reverse(rt: Any, session: Any, payment: dict[str, Any], refund: dict[str, Any]) -> Any:
+    """DECISIONS.md 9/27: undo the scene's money effect of ``refund["amount"]`` (added to the
+    payment's ``refund_amount`` just before, in ``session``): from wherever the money is now
+    back to its source. Answers the transfers made."""
+    from gonglun.plugins.payment.funds import refund_transfers
+
+    return refund_transfers(rt, session, payment["id"], amount=refund["amount"],
+                            way=refund["way"], refund_order=refund["refund_order"])
 
 
 @hookimpl
@@ -83,7 +95,7 @@ def channel_adapter(method: str, settings: dict[str, Any]) -> Any:
 
 @hookimpl
 def register_actors(rt: Any, actors: list[Any]) -> list[Any]:
-    from gonglun.plugins.payment import lifecycle
+    from gonglun.plugins.payment import lifecycle, settlement
     from gonglun.tasks import ActorSpec
 
     return [
@@ -91,6 +103,7 @@ def register_actors(rt: Any, actors: list[Any]) -> list[Any]:
         ActorSpec("payment.close_expired", lambda rt: lifecycle.close_expired(rt), max_retries=0),
         ActorSpec("payment.drop_query", lambda rt: lifecycle.drop_query(rt), max_retries=0),
         ActorSpec("payment.clean_logs", clean_logs, max_retries=0),
+        ActorSpec("payment.auto_settle", lambda rt: settlement.auto_settle(rt), max_retries=0),
     ]
 
 
@@ -115,20 +128,47 @@ def register_periodic_jobs(rt: Any, jobs: list[Any]) -> list[Any]:
         PeriodicJob("payment.drop_query", float(cfg.get("payment.drop_every_s", 60)),
                     "payment.drop_query"),
         PeriodicJob("payment.clean_logs", 86400.0, "payment.clean_logs"),
+        PeriodicJob("payment.auto_settle", float(cfg.get("payment.auto_settle_every_s", 3600)),
+                    "payment.auto_settle"),
     ]
 
 
 @hookimpl
 def payment_success(rt: Any, payment: dict[str, Any]) -> None:
-    """BAL-03: a recharge credits the payer's balance, once (key ``payment:<id>``)."""
-    if payment["scene"] != "recharge_money" or not payment.get("user_id"):
+    """A channel payment's money moves from the channel's clearing account to its scene's
+    account (a recharge: the payer's wallet, BAL-03), once (key ``payment:<id>``). A balance
+    payment moved when it was created."""
+    if payment["method"] == "money":
         return
-    from gonglun.ledger import post
+    from gonglun.errors import GonglunError
+    from gonglun.plugins.payment.funds import collect
+    from gonglun.plugins.payment.scenes import scenes_for
+
+    scene = scenes_for(rt).get(payment["scene"])
+    if scene is None:  # retried by the outbox, then left failed for the audit to name
+        raise GonglunError("payment.unknown_scene", f"支付场景不存在: {payment['scene']}")
+    with rt.db.write() as session:
+        collect(rt, session, payment, scene)
+
+
+@hookimpl
+def payment_late(rt: Any, payment: dict[str, Any], resolution: str) -> None:
+    """A payment for an order we had closed (DECISIONS.md 7): unless accepted (then
+    ``payment_success`` moves it), its money waits in escrow for review or refund."""
+    if resolution == "accept":
+        return
+    from gonglun.plugins.payment.funds import hold_late
 
     with rt.db.write() as session:
-        post(rt, session, user_id=payment["user_id"], delta=payment["amount"],
-             scene="recharge_money", ref=payment["payment_order"],
-             key=f"payment:{payment['id']}", remark="账户余额充值")
+        hold_late(rt, session, payment)
+
+
+@hookimpl
+def settle_payment(rt: Any, ref: str, by: str, operator_id: Any) -> Any:
+    """Settle a payment this plugin knows (scene with ``settle``); None for other references."""
+    from gonglun.plugins.payment.settlement import settle_ref
+
+    return settle_ref(rt, ref, by=by, operator_id=operator_id)
 
 
 @hookimpl(specname="payment_success", priority=90)
@@ -143,36 +183,8 @@ def push_payment_success(rt: Any, payment: dict[str, Any]) -> None:
 
 @hookimpl
 def audit(rt: Any, problems: list[str], session: Any) -> list[str]:
-    """Payments against postings: every balance payment debited, every recharge credited."""
-    from sqlalchemy import and_, select
+    """Every order's transfers against its scene and state, escrow against open orders and
+    holds, channel clearing against clean statements (``ledger_audit.py``)."""
+    from gonglun.plugins.payment.ledger_audit import payment_problems
 
-    from gonglun.db import utcnow
-    from gonglun.ledger.models import Posting
-    from gonglun.plugins.payment.models import Payment
-
-    paid_states = ("ok", "wait_refund", "refund", "fail_refund")
-    debits = session.execute(
-        select(Payment.id, Payment.amount, Posting.delta)
-        .outerjoin(Posting, Posting.idempotency_key == "pay:" + Payment.payment_order)
-        .where(Payment.method == "money", Payment.state.in_(paid_states))
-    ).all()
-    for pid, amount, delta in debits:
-        if delta != -amount:
-            problems.append(f"payment {pid}: balance payment of {amount} has debit {delta}")
-    settled = utcnow() - dt.timedelta(minutes=int(rt.config.get("payment.audit_grace_min", 10)))
-    credits = session.execute(
-        select(Payment.id, Payment.amount, Posting.delta)
-        .outerjoin(Posting, and_(Posting.idempotency_key == "payment:" + _id_text(Payment.id)))
-        .where(Payment.scene == "recharge_money", Payment.state.in_(paid_states),
-               Payment.late.is_(False), Payment.paid_at < settled)
-    ).all()
-    for pid, amount, delta in credits:
-        if delta != amount:
-            problems.append(f"payment {pid}: recharge of {amount} credited {delta}")
-    return problems
-
-
-def _id_text(column: Any) -> Any:
-    from sqlalchemy import String, cast
-
-    return cast(column, String)
+    return payment_problems(rt, session, problems)

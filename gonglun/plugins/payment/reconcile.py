@@ -141,6 +141,9 @@ class ReconReport:
     channel: str
     channel_rows: int = 0
     local_rows: int = 0
+    #: What the statement says was paid for our orders paid that day (fen): the audit holds
+    #: the channel's clearing account to it on days without differences.
+    channel_paid: int = 0
     #: The differences this run found, as stored (``status`` shows later resolutions too).
     items: list[dict[str, Any]] = field(default_factory=list)
     new_items: int = 0
@@ -213,7 +216,9 @@ def _run(rt: Any, bill_date: str, channel: str) -> ReconReport:
         if p.payment_order not in rows:
             add(Difference("missing_channel", p.payment_order, local_amount=p.amount,
                            local_state=p.state))
-    report = ReconReport(bill_date, channel, channel_rows=len(rows), local_rows=len(in_day))
+    report = ReconReport(bill_date, channel, channel_rows=len(rows), local_rows=len(in_day),
+                         channel_paid=sum(rows[p.payment_order].amount for p in in_day
+                                          if p.payment_order in rows))
     confirmed = [o for o, r in rows.items() if o in local and local[o].paid]
     _record(rt, report, list(diffs.values()), confirmed)
     return report
@@ -376,7 +381,7 @@ def _settle(session: Any, where: tuple[Any, ...], resolution: str, now: dt.datet
 
 def _count_run(session: Any, report: ReconReport, differences: int, now: dt.datetime) -> None:
     counters = {"channel_rows": report.channel_rows, "local_rows": report.local_rows,
-                "differences": differences, "ran_at": now}
+                "differences": differences, "channel_paid": report.channel_paid, "ran_at": now}
     inserted = insert_ignore(session, ReconRun.__table__,
                              {"bill_date": report.bill_date, "channel": report.channel,
                               **counters})

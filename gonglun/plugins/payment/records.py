@@ -25,7 +25,8 @@ METHOD_LABELS = {"wxpay": "微信支付", "alipay": "支付宝", "money": "余�
 
 FIELDS = ("id", "payment_order", "pay_order", "user_id", "seller_id", "scene", "title", "amount",
           "method", "channel", "state", "refund_order", "refund_amount", "refund_time",
-          "created_at", "paid_at", "closed_at", "close_deadline", "late", "paid_amount")
+          "created_at", "paid_at", "closed_at", "close_deadline", "late", "paid_amount",
+          "settled_at")
 
 
 def new_order_number(now: dt.datetime | None = None) -> str:

@@ -268,6 +268,20 @@ class Notify:
         self.log_packet(headers, body, verified=True)
         return cp, ""
 
+    def refund_notice(self, cp: Any, body: bytes) -> str:
+        """Refund news: ours (the parties hold) goes to the refund plugin (``refund_notice``);
+        recorded either way, and acknowledged: the refund's own confirmation queries too."""
+        from gonglun.plugins.payment.apply import parties_problem
+
+        channel = get_channel(self.rt, self.method)
+        why = parties_problem(channel, cp, True)
+        outcome = f"rejected:{why}" if why else str(self.rt.hooks.decide(
+            "refund_notice", method=self.method, notice=dict(cp.raw)) or "refund:ignored")
+        logs.write(self.rt, self.method, {"notice": cp.raw, "outcome": outcome}, refund=True)
+        record_notification(self.rt, self.method, body, f"refund:{outcome}"[:64],
+                            verified=True, payment_order=cp.payment_order)
+        return outcome
+
     def log_packet(self, headers: dict[str, str], body: bytes, *, verified: bool) -> None:
         from gonglun.plugins.payment.apply import bounded_text
 
@@ -312,7 +326,9 @@ class Notify:
             await run_sync(self.unverified, headers, body, refused, ip)
             self.count(refused)
             return False
-        if not cp.paid:
+        if cp.status == "REFUND_NOTICE":
+            outcome = await run_sync(self.refund_notice, cp, body)
+        elif not cp.paid:
             outcome = await run_sync(apply, self.rt, self.method, cp, source="notify",
                                      body=body, require_merchant=True)
         else:

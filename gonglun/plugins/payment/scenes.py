@@ -42,17 +42,33 @@ class Scene:
     min_amount: int = 1
     max_amount: int = 1_000_000_00  # one million yuan, in fen
     description: str = ""
+    #: Where the money goes when paid (docs/ledger.md): ``topup`` → the payer's wallet (a
+    #: recharge); ``settle`` → ``escrow`` until settled to the seller; neither → ``income``.
+    topup: bool = False
+    settle: bool = False
+    #: The platform's cut of a settlement, in basis points (500 = 5%); the seller keeps the
+    #: fen lost to rounding down.
+    commission: int = 0
+    #: Settle automatically this many days after payment (0: only by hand or by the host app).
+    settle_after_days: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def funds(self) -> str:
+        """``payer``, ``escrow`` or ``income``: the account kind a payment's money goes to."""
+        return "payer" if self.topup else "escrow" if self.settle else "income"
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
         data["methods"] = list(self.methods)
+        # The commission rate would tell anyone the platform's income on every order (PAY-22).
+        data.pop("commission")
         return data
 
 
 DEFAULT_SCENES: dict[str, Scene] = {
     "recharge_money": Scene(
-        "recharge_money", "账户余额充值", "充值", methods=("alipay", "wxpay"),
+        "recharge_money", "账户余额充值", "充值", methods=("alipay", "wxpay"), topup=True,
     ),
     "face_number": Scene(
         "face_number", "人脸识别验证费用", "人脸", close_minutes=10, refundable=False,
@@ -64,7 +80,7 @@ DEFAULT_SCENES: dict[str, Scene] = {
             "使用人脸识别SDK进行验证时自动扣除。"
         ),
     ),
-    "tao": Scene("tao", "淘货商品", "淘货", seller_required=True),
+    "tao": Scene("tao", "淘货商品", "淘货", seller_required=True, settle=True),
 }
 
 
@@ -81,9 +97,27 @@ def validate(scene: Scene) -> Scene:
         problems.append(f"unknown methods {unknown}")
     if not 0 < scene.min_amount <= scene.max_amount:
         problems.append("amount bounds are inconsistent")
+    problems.extend(_funds_problems(scene))
     if problems:
         raise ValueError(f"payment scene {scene.key!r}: " + "; ".join(problems))
     return scene
+
+
+def _funds_problems(scene: Scene) -> list[str]:
+    problems = []
+    if scene.topup and scene.settle:
+        problems.append("a scene cannot both top up the payer and settle to a seller")
+    if scene.topup and ("money" in scene.methods or scene.guest_allowed):
+        problems.append("a top-up is paid through a channel by a logged-in payer")
+    if scene.settle and not scene.seller_required:
+        problems.append("settle needs seller_required")
+    if not isinstance(scene.commission, int) or not 0 <= scene.commission <= 10_000:
+        problems.append("commission is basis points, 0-10000")
+    if not isinstance(scene.settle_after_days, int) or scene.settle_after_days < 0:
+        problems.append("settle_after_days must be a non-negative integer")
+    if (scene.commission or scene.settle_after_days) and not scene.settle:
+        problems.append("commission and settle_after_days need settle")
+    return problems
 
 
 def from_config(key: str, values: dict[str, Any], base: Scene | None) -> Scene:

@@ -28,6 +28,7 @@ from gonglun.plugins.payment.channels.base import (
     ChannelError,
     ChannelPayment,
     CloseResult,
+    RefundResult,
     StatementRow,
 )
 from gonglun.plugins.payment.channels.wxpay import WxpayChannel
@@ -36,7 +37,8 @@ ADAPTERS = {"alipay": AlipayChannel, "wxpay": WxpayChannel}
 _lock = threading.Lock()
 log = logging.getLogger(__name__)
 
-__all__ = ["Channel", "ChannelError", "ChannelPayment", "CloseResult", "StatementRow",
+__all__ = ["Channel", "ChannelError", "ChannelPayment", "CloseResult", "RefundResult",
+           "StatementRow",
            "base_url", "channel_problems", "default_settings", "get_channel"]
 
 

@@ -18,6 +18,7 @@ from gonglun.plugins.payment.channels.base import (
     ChannelError,
     ChannelPayment,
     CloseResult,
+    RefundResult,
     StatementRow,
     merge_statement_row,
 )
@@ -176,6 +177,39 @@ class AlipayChannel:
             # The cashier was never opened: no trade exists that could still be paid (PAY-17).
             return CloseResult(True, sub, msg)
         return CloseResult(False, sub, msg, already_paid=sub == "ACQ.TRADE_STATUS_ERROR")
+
+    def refund(self, payment: dict[str, Any], refund_order: str, amount: int,
+               reason: str) -> RefundResult:
+        """REF-12/13: ``alipay.trade.refund``; ``fund_change`` Y is a settled refund, anything
+        else accepted but pending. ``ACQ.SYSTEM_ERROR`` leaves the outcome unknown."""
+        result = self._call(
+            self.client.api_alipay_trade_refund, refund_amount=fen_to_yuan(amount),
+            out_trade_no=payment["payment_order"], out_request_no=refund_order,
+            refund_reason=reason[:256], query_options=["deposit_back_info"])
+        if result.get("code") == "10000":
+            status = "SUCCESS" if result.get("fund_change") == "Y" else "PROCESSING"
+            return RefundResult(status, "10000", str(result.get("msg") or ""),
+                                refund_id=result.get("trade_no"), amount=amount, raw=result)
+        sub = str(result.get("sub_code") or result.get("code") or "")
+        msg = str(result.get("sub_msg") or result.get("msg") or "")
+        status = "UNKNOWN" if sub in ("ACQ.SYSTEM_ERROR", "20000") else "REFUSED"
+        return RefundResult(status, sub, msg, raw=result)
+
+    def refund_query(self, payment: dict[str, Any], refund_order: str) -> RefundResult:
+        """REF-26: ``alipay.trade.fastpay.refund.query``: ``REFUND_SUCCESS`` is settled; a known
+        request without a status is still pending; a bare success is no such refund."""
+        result = self._call(self.client.api_alipay_trade_fastpay_refund_query,
+                            out_request_no=refund_order, out_trade_no=payment["payment_order"])
+        if result.get("code") != "10000":
+            sub = str(result.get("sub_code") or result.get("code") or "")
+            return RefundResult("UNKNOWN", sub, str(result.get("sub_msg") or ""), raw=result)
+        amount = result.get("refund_amount")
+        fen = yuan_to_fen(amount) if amount else None
+        if result.get("refund_status") == "REFUND_SUCCESS":
+            return RefundResult("SUCCESS", "10000", "", amount=fen, raw=result)
+        if result.get("out_request_no"):
+            return RefundResult("PROCESSING", "10000", "", amount=fen, raw=result)
+        return RefundResult("NOT_FOUND", "10000", str(result.get("sub_msg") or ""), raw=result)
 
     def parse_notification(self, headers: dict[str, str], body: bytes) -> ChannelPayment | None:
         """The verified notification, or None when its signature does not hold."""

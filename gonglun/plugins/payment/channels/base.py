@@ -66,6 +66,31 @@ def merge_statement_row(
         rows[order] = StatementRow(order, trade_no, amount, status)
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    """A channel's answer about one refund (a request or a query).
+
+    ``status``: ``SUCCESS`` (the money reached the buyer), ``PROCESSING`` (accepted, not yet
+    settled: Alipay ``fund_change`` not ``Y``, WeChat ``PROCESSING``), ``ABNORMAL`` (accepted,
+    the payout failed: a frozen or closed card), ``CLOSED`` (WeChat closed it: nothing paid),
+    ``REFUSED`` (the channel said no: nothing moved; ``code``/``msg`` say why), ``NOT_FOUND``
+    (a query: the channel has no such refund) or ``UNKNOWN`` (the channel could not tell,
+    e.g. Alipay ``ACQ.SYSTEM_ERROR``: query before anything else).
+    """
+
+    status: str
+    code: str = ""
+    msg: str = ""
+    refund_id: str | None = None
+    amount: int | None = None  #: fen, what the channel says it refunds
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool:
+        """The channel took the refund on (the money is leaving, or failed after leaving)."""
+        return self.status in ("SUCCESS", "PROCESSING", "ABNORMAL")
+
+
 class ChannelError(Exception):
     """The channel could not be reached or answered something we cannot use."""
 
@@ -101,4 +126,15 @@ class Channel(Protocol):
         ...
 
     def statement(self, bill_date: str) -> list[StatementRow]:
+        ...
+
+    def refund(self, payment: dict[str, Any], refund_order: str, amount: int,
+               reason: str) -> RefundResult:
+        """Ask the channel to refund ``amount`` fen of ``payment`` under ``refund_order``
+        (retrying the same number is idempotent at the channel); ``ChannelError`` when the
+        outcome is unknown (timeouts, bad answers)."""
+        ...
+
+    def refund_query(self, payment: dict[str, Any], refund_order: str) -> RefundResult:
+        """What the channel says about ``refund_order`` now."""
         ...

@@ -17,6 +17,7 @@ from gonglun.plugins.payment.channels.base import (
     ChannelPayment,
     CloseResult,
     NotificationRefused,
+    RefundResult,
     StatementRow,
     merge_statement_row,
 )
@@ -152,6 +153,45 @@ class WxpayChannel:
         return CloseResult(False, error, str(msg or "关闭订单失败")[:100],
                            already_paid=error == "ORDERPAID")
 
+    def refund(self, payment: dict[str, Any], refund_order: str, amount: int,
+               reason: str) -> RefundResult:
+        """REF-10/11: ``POST /v3/refund/domestic/refunds``: ``status`` SUCCESS, PROCESSING,
+        ABNORMAL or CLOSED; a 4xx is a refusal (nothing moved), a 5xx an unknown outcome."""
+        code, body = self._request(
+            self.client.refund, out_refund_no=refund_order, out_trade_no=payment["payment_order"],
+            amount={"refund": amount, "total": payment["amount"], "currency": "CNY"},
+            reason=reason[:80] or None)
+        return self._refund_result(code, body)
+
+    def refund_query(self, payment: dict[str, Any], refund_order: str) -> RefundResult:
+        """REF-25: ``GET /v3/refund/domestic/refunds/{out_refund_no}``."""
+        code, body = self._request(self.client.query_refund, out_refund_no=refund_order)
+        if code == 404:
+            return RefundResult("NOT_FOUND", str(_field(body, "code") or "404"),
+                                str(_field(body, "message") or ""))
+        return self._refund_result(code, body)
+
+    def abnormal_refund(self, refund_id: str, refund_order: str, **bank: Any) -> RefundResult:
+        """Recover an ``ABNORMAL`` refund to another account (WeChat's abnormal-refund API):
+        ``type`` USER_BANK_CARD (with ``bank_type``, ``bank_account``, ``real_name``) or
+        MERCHANT_BANK_CARD. The refund is PROCESSING again."""
+        code, body = self._request(self.client.abnormal_refund, refund_id=refund_id,
+                                   out_refund_no=refund_order, **bank)
+        return self._refund_result(code, body)
+
+    @staticmethod
+    def _refund_result(code: int, body: Any) -> RefundResult:
+        if code == 200 and isinstance(body, dict) and body.get("status") in (
+                "SUCCESS", "PROCESSING", "ABNORMAL", "CLOSED"):
+            refund = (body.get("amount") or {}).get("refund")
+            return RefundResult(str(body["status"]), "200", "", refund_id=body.get("refund_id"),
+                                amount=refund if isinstance(refund, int) else None, raw=body)
+        if 400 <= code < 500:
+            return RefundResult("REFUSED", str(_field(body, "code") or code),
+                                str(_field(body, "message") or ""),
+                                raw=body if isinstance(body, dict) else {})
+        raise ChannelError(f"wxpay refund: HTTP {code} {str(body)[:200]}")
+
     def parse_notification(self, headers: dict[str, str], body: bytes) -> ChannelPayment | None:
         """Verified and decrypted by wechatpayv3, after our own gates: a known serial, a
         fresh timestamp. The parties (mchid, appid) are read from the decrypted resource only
@@ -194,6 +234,10 @@ class WxpayChannel:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         return parse_wxpay_statement(raw.decode("utf-8-sig"))
+
+
+def _field(body: Any, name: str) -> Any:
+    return body.get(name) if isinstance(body, dict) else None
 
 
 def parse_wxpay_statement(text: str) -> list[StatementRow]:
