@@ -199,7 +199,7 @@ def test_dropped_notification_is_recovered_by_query(live: Live) -> None:
     assert [(i.status, i.resolution) for i in items(live)] == [("resolved", recon.RECOVERED)]
 
 
-def test_refund_at_the_channel_not_recorded_here_is_a_status_mismatch(live: Live) -> None:
+def test_refund_at_the_channel_not_recorded_here_is_a_difference(live: Live) -> None:
     _, headers = live.user()
     alipay = paid_alipay(live, headers, 1500)
     wxpay = paid_wxpay(live, headers, 800)
@@ -222,8 +222,8 @@ def test_refund_at_the_channel_not_recorded_here_is_a_status_mismatch(live: Live
         found[channel] = report.items[0]
     assert {c: (i["kind"], i["payment_order"], i["local_state"], i["channel_state"],
                 i["local_amount"], i["channel_amount"]) for c, i in found.items()} == {
-        "alipay": ("status_mismatch", alipay["payment_order"], "ok", "REFUND", 0, 500),
-        "wxpay": ("status_mismatch", wxpay["payment_order"], "ok", "REFUND", 0, 800),
+        "alipay": ("refund_missing_local", alipay["payment_order"], "ok", "REFUND", 0, 500),
+        "wxpay": ("refund_missing_local", wxpay["payment_order"], "ok", "REFUND", 0, 800),
     }
 
 

@@ -305,4 +305,31 @@ def test_refund_keeps_who_asked(live: Live) -> None:
     from gonglun.ledger import run_audit
 
     found = run_audit(live.rt)
-    assert any("refund" in line for line in found), found
+    assert any(line.startswith("refund: payment") for line in found), found
+
+
+def test_reconciliation_sees_refunds_on_both_sides(live: Live) -> None:
+    """A refund of ours is on the channel's statement; one missing there is a difference."""
+    import datetime as dt
+
+    from gonglun.plugins.payment.money import SHANGHAI
+    from gonglun.plugins.payment.reconcile import reconcile
+
+    live.sb.post("/sandbox/config", json={"partial_bills": True,
+                                          "refund_defaults": {"wxpay": "SUCCESS"}})
+    _, headers = live.user("buyer")
+    _, cs = live.user("cs", role="admin")
+    kept = paid_channel(live, headers, "wxpay", 300)
+    assert refund(live, kept, cs, amount=300, way="admin", reason="退款").status_code == 201
+    today = dt.datetime.now(SHANGHAI).strftime("%Y-%m-%d")
+    report = reconcile(live.rt, today, "wxpay")
+    assert report.open == 0, report.to_dict()
+    # A refund we record as settled that the channel never made.
+    other = paid_channel(live, headers, "wxpay", 200)
+    with live.rt.db.write() as session:
+        session.execute(update(Payment).where(Payment.id == other["id"]).values(
+            state="refund", refund_amount=200, refund_order="20261130999999999999",
+            refund_time=dt.datetime.now(dt.UTC)))
+    kinds = {(i["kind"], i["payment_order"]) for i in
+             reconcile(live.rt, today, "wxpay").items if i["status"] == "open"}
+    assert kinds == {("refund_missing_channel", other["payment_order"])}

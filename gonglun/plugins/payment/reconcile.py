@@ -10,7 +10,12 @@ difference as a ``ReconItem``:
   (``lifecycle.sync``); when that settles it the item is kept, resolved "recovered by query".
 - ``missing_channel``: we say paid, the statement does not have it.
 - ``amount_mismatch``: both have it, the amounts differ.
-- ``status_mismatch``: the channel refunded it, we did not (or less).
+- ``refund_missing_local``: the channel refunded it, we have no refund;
+- ``refund_amount_mismatch``: both refunded, the amounts differ;
+- ``status_mismatch``: the channel refunded it as we did, but ours is not settled yet
+  (``wait_refund``) or failed (``fail_refund``);
+- ``refund_missing_channel``: we refunded it that day through the channel, the statement has
+  no such refund (a manual payout of a failed refund is not the channel's, and not counted).
 
 Runs are idempotent: items are unique on (day, channel, order, kind) and inserted with
 insert-ignore, so the hourly job can re-run yesterday freely. A re-run resolves open items that
@@ -41,7 +46,8 @@ from gonglun.plugins.payment.money import SHANGHAI
 log = logging.getLogger(__name__)
 
 CHANNELS = ("alipay", "wxpay")
-KINDS = ("missing_local", "missing_channel", "amount_mismatch", "status_mismatch")
+KINDS = ("missing_local", "missing_channel", "amount_mismatch", "status_mismatch",
+         "refund_missing_local", "refund_amount_mismatch", "refund_missing_channel")
 STATUSES = ("open", "resolved")
 PAID_STATES = ("ok", "wait_refund", "refund", "fail_refund")
 RECOVERED = "recovered by query"
@@ -216,6 +222,12 @@ def _run(rt: Any, bill_date: str, channel: str) -> ReconReport:
         if p.payment_order not in rows:
             add(Difference("missing_channel", p.payment_order, local_amount=p.amount,
                            local_state=p.state))
+    for p in _refunded_in(rt, channel, start, end):
+        row = rows.get(p.payment_order)
+        if row is None or row.refund_amount == 0:
+            add(Difference("refund_missing_channel", p.payment_order, local_amount=p.refund_amount,
+                           channel_amount=0, local_state=p.state,
+                           channel_state=row.status if row else None))
     report = ReconReport(bill_date, channel, channel_rows=len(rows), local_rows=len(in_day),
                          channel_paid=sum(rows[p.payment_order].amount for p in in_day
                                           if p.payment_order in rows))
@@ -283,6 +295,15 @@ def _missing_local(rt: Any, row: StatementRow, mine: Local | None, channel: str)
     return d
 
 
+def _refunded_in(rt: Any, channel: str, start: dt.datetime, end: dt.datetime) -> list[Local]:
+    """Our refunds of ``channel`` settled that day through the channel (not by hand)."""
+    with rt.db.read() as session:
+        rows = session.scalars(
+            select(Payment).where(Payment.method == channel, Payment.state == "refund",
+                                  Payment.refund_time >= start, Payment.refund_time < end))
+        return [_snapshot(p) for p in rows if '"manual": true' not in (p.meta or "")]
+
+
 def _compare(row: StatementRow, mine: Local) -> list[Difference]:
     out: list[Difference] = []
     if row.amount != mine.amount or (mine.paid_amount is not None
@@ -290,13 +311,16 @@ def _compare(row: StatementRow, mine: Local) -> list[Difference]:
         out.append(Difference("amount_mismatch", row.payment_order, trade_no=row.trade_no or None,
                               local_amount=mine.amount, channel_amount=row.amount,
                               local_state=mine.state, channel_state=row.status))
-    if row.refund_amount > 0 and (mine.state != "refund"
-                                  or mine.refund_amount < row.refund_amount):
-        # Amounts of a status difference are the refunded amounts on each side.
-        out.append(Difference("status_mismatch", row.payment_order,
-                              trade_no=row.trade_no or None, local_amount=mine.refund_amount,
-                              channel_amount=row.refund_amount, local_state=mine.state,
-                              channel_state=row.status))
+    if row.refund_amount > 0:
+        # Amounts of a refund difference are the refunded amounts on each side.
+        kind = ("refund_missing_local" if mine.refund_amount == 0 else
+                "refund_amount_mismatch" if mine.refund_amount != row.refund_amount else
+                "status_mismatch" if mine.state != "refund" else None)
+        if kind is not None:
+            out.append(Difference(kind, row.payment_order, trade_no=row.trade_no or None,
+                                  local_amount=mine.refund_amount,
+                                  channel_amount=row.refund_amount, local_state=mine.state,
+                                  channel_state=row.status))
     return out
 
 

@@ -1,5 +1,6 @@
-"""What follows a refund, after commit (CORE-11, CORE-12, REF-19, OPS-03..06): counters, the
-payer's notice and push, the error log and finance's alarms. Each runs once per refund (the
+"""What follows a refund, after commit (CORE-11, REF-19, OPS-03..06): counters, the payer's
+notice and push, the error log and its alarms (CORE-12's alarm to finance is the notify
+plugin's own ``refund_abnormal``). Each runs once per refund (the
 outbox's per-implementation record, and keys on what it defers further)."""
 
 from __future__ import annotations
@@ -33,36 +34,24 @@ def count(rt: Any, refund: dict[str, Any]) -> None:
 
 def notify_payer(rt: Any, refund: dict[str, Any], payment: dict[str, Any]) -> None:
     """REF-34: the ``payment_refund`` notice to the payer (the notify plugin delivers it on
-    every channel it has), and a websocket push."""
-    from gonglun.plugins.payment import fen_to_yuan
-
+    every channel it has; the fields are docs/notify.md's), and a websocket push."""
     user_id = payment.get("user_id")
     if not user_id:
         return
     data = {
-        "refund_order": refund["refund_order"], "payment_order": refund["payment_order"],
-        "payment_id": refund["payment_id"], "amount": refund["amount"],
-        "amount_yuan": fen_to_yuan(int(refund["amount"])), "method": refund["method"],
-        "scene": refund["scene"], "title": payment.get("title"), "reason": refund["reason"],
-        "status": refund["status_name"], "time": refund.get("success_time")
-        or refund.get("created_at"),
+        "refund_id": refund["id"], "payment_id": refund["payment_id"],
+        "payment_order": refund["payment_order"], "pay_order": payment.get("pay_order"),
+        "title": payment.get("title") or refund["scene"], "amount": refund["amount"],
+        "pay_amount": refund["total"], "reason": refund["reason"],
+        "refund_time": refund.get("success_time") or refund.get("created_at"),
+        "method": refund["method"], "payment_scene": refund["scene"], "way": refund["way"],
+        "refund_order": refund["refund_order"], "status": refund["status_name"],
     }
     with rt.db.write() as session:
-        rt.hooks.defer(session, "notify", key=f"notify:payment_refund:{refund['refund_order']}",
+        rt.hooks.defer(session, "notify", key=f"notify:refund:{refund['id']}",
                        scene="payment_refund", user_id=user_id, data=data)
     rt.push(user_id, {"event": "refund", "refund": {
         k: refund[k] for k in ("refund_order", "payment_id", "amount", "status_name")}})
-
-
-def alarm_abnormal(rt: Any, channel: str, refund_order: str, payment: dict[str, Any]) -> None:
-    """CORE-12: finance must pay the buyer by hand (or retry through the channel)."""
-    with rt.db.write() as session:
-        rt.hooks.defer(session, "alarm", key=f"alarm:refund_abnormal:{refund_order}",
-                       kind="refund_abnormal",
-                       message=f"退款异常,需要人工处理: {channel} {refund_order}",
-                       data={"channel": channel, "refund_order": refund_order,
-                             "payment_id": payment.get("id"),
-                             "amount": payment.get("refund_amount")})
 
 
 # -- OPS-03/04: the refund error log and its daily alarms ---------------------------------------
@@ -77,33 +66,24 @@ def error_line(when: dt.datetime, channel: str, error: str, payment_id: int) -> 
 
 
 def record_error(rt: Any, channel: str, error: str, payment_id: int) -> None:
-    """Append OPS-04's line to ``<data_dir>/log/refund/YYYY-MM-DD.log`` (Asia/Shanghai day);
-    the 3rd error of a day raises an alarm, and every 3rd after it, at most 3 a day (OPS-03:
-    ``refund.error_alarm_every``, ``refund.error_alarms_per_day``)."""
+    """Append OPS-04's line to ``<data_dir>/log/refund/YYYY-MM-DD.log`` (Asia/Shanghai day) and
+    raise ``alarm(kind="refund")``: the notify plugin turns 3 a day into one staff alarm, at
+    most 3 a day (OPS-03)."""
     from gonglun.plugins.payment import SHANGHAI
 
     now = utcnow()
     day = now.astimezone(SHANGHAI).strftime("%Y-%m-%d")
     path = Path(rt.config.data_dir) / "log" / "refund" / f"{day}.log"
+    line = error_line(now, channel, error, payment_id)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(error_line(now, channel, error, payment_id) + "\n")
+            fh.write(line + "\n")
     except OSError:
         log.exception("refund error log %s not written", path)
-    every = max(1, int(rt.config.get("refund.error_alarm_every", 3)))
-    most = int(rt.config.get("refund.error_alarms_per_day", 3))
-    try:
-        key = rt.keys("refund_errors", day)
-        n = int(rt.redis.incr(key))
-        rt.redis.expire(key, 3 * 86400)
-    except Exception:
-        log.warning("refund error counter unavailable", exc_info=True)
-        return
-    if n % every == 0 and n // every <= most:
-        with rt.db.write() as session:
-            rt.hooks.defer(session, "alarm", key=f"alarm:refund_errors:{day}:{n}",
-                           kind="refund_errors",
-                           message=f"今日退款错误已达 {n} 次: 最近一次 {channel} {error}"[:255],
-                           data={"day": day, "errors": n, "channel": channel,
-                                 "payment_id": payment_id})
+    import uuid
+
+    with rt.db.write() as session:
+        rt.hooks.defer(session, "alarm", key=f"alarm:refund:{uuid.uuid4().hex}", kind="refund",
+                       message=line[:255],
+                       data={"channel": channel, "payment_id": payment_id, "error": error[:200]})

@@ -91,14 +91,6 @@ def notify_refund(rt: Any, refund: dict[str, Any], payment: dict[str, Any]) -> N
     notify_payer(rt, refund, payment)
 
 
-@hookimpl
-def refund_abnormal(rt: Any, channel: str, refund_order: str, payment: dict[str, Any]) -> None:
-    """CORE-12: finance is alarmed; the held money waits for them."""
-    from gonglun.plugins.refund.effects import alarm_abnormal
-
-    alarm_abnormal(rt, channel, refund_order, payment)
-
-
 @hookimpl(priority=50)
 def payment_late(rt: Any, payment: dict[str, Any], resolution: str) -> None:
     """``payment.late_payment = "refund"``: a payment that landed after its order closed goes
@@ -131,6 +123,6 @@ def startup_checks(rt: Any, problems: list[str]) -> list[str]:
 
 @hookimpl
 def audit(rt: Any, problems: list[str], session: Any) -> list[str]:
-    from gonglun.plugins.refund.audit import refund_problems
+    from gonglun.plugins.refund.invariants import refund_problems
 
     return refund_problems(session, problems)

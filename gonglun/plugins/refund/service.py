@@ -526,11 +526,14 @@ def resolve_manual(rt: Any, refund_id: int, note: str, admin_id: int) -> dict[st
         _release(rt, session, row, to="manual", note=note, operator_id=admin_id)
         row.status, row.success_time, row.updated_at = SUCCESS, now, now
         row.resolved_at, row.resolved_by, row.resolution = now, admin_id, f"manual: {note}"[:255]
+        payment = session.get(Payment, row.payment_id)
         session.execute(
             update(Payment)
             .where(Payment.id == row.payment_id, Payment.refund_order == row.refund_order,
                    Payment.state == "fail_refund")
-            .values(state="refund", version=Payment.version + 1)
+            .values(state="refund", version=Payment.version + 1,
+                    # Paid by hand: reconciliation does not look for it on the statement.
+                    meta=_meta_with(payment, manual=True, resolved_by=admin_id))
             .execution_options(synchronize_session=False))
         data = _snapshot(session, row.payment_id, row)
     _after(rt, data["payment"])
