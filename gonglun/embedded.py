@@ -44,8 +44,7 @@ def attach_embedded(app: Any, rt: Any) -> None:
             log.warning("gateway sandbox not installed; channels have no gateway")
         else:
             directory = sandbox_dir(rt)
-            if not (directory / "sandbox.json").exists():
-                init_keyset(directory)
+            init_keyset(directory)  # kept if present; gains the keys of newer vendors
             state = rt.config.get("sandbox.state_path") or None
             # The sandbox notifies only this server (what it creates by control, and any host
             # besides loopback and these): never an address a caller names.

@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     directory = Path(args.dir)
     if not (directory / KEYSET_FILE).exists():
-        init_keyset(directory)
-        print(f"wrote a new keyset to {directory / KEYSET_FILE}", file=sys.stderr)
+        print(f"writing a new keyset to {directory / KEYSET_FILE}", file=sys.stderr)
+    init_keyset(directory)  # an existing one is kept, and gains the keys of newer vendors
     try:
         keyset = load_keyset(directory)
     except (OSError, ValueError) as exc:

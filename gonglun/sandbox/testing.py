@@ -13,14 +13,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import falcon.asgi
 import uvicorn
 
 from .app import Sandbox
-from .keys import KEYSET_FILE, Keyset, init_keyset, load_keyset
+from .keys import Keyset, init_keyset
 
 #: Short enough that retry tests finish quickly, long enough to observe a retry.
 TEST_RETRY_SCHEDULE: tuple[float, ...] = (0.2, 0.4, 0.8)
@@ -68,8 +67,7 @@ def running_sandbox(
     ``notify_urls`` and ``notify_hosts`` are the Sandbox's options of the same names.
     """
     if keyset is None:
-        keyset = (load_keyset(tmp_dir) if (Path(tmp_dir) / KEYSET_FILE).exists()
-                  else init_keyset(tmp_dir))
+        keyset = init_keyset(tmp_dir)  # an existing file is kept (and gains newer vendors)
     sandbox = Sandbox(keyset, state_path=state_path, retry_schedule=retry_schedule,
                       notify_timeout=notify_timeout, notify_urls=notify_urls,
                       notify_hosts=notify_hosts)

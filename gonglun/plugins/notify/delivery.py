@@ -1,0 +1,178 @@
+"""Delivery: one ``notify.deliver`` job per message and channel, exactly one sender at a time.
+
+A job claims its row with a conditional UPDATE (``queued``/``retry`` and due, or ``sending``
+with its lease run out) that counts the attempt and takes a lease, calls the provider outside
+any transaction, and records the outcome only if its claim still holds (same attempt). So a
+redelivered job finds the row ``sent`` or claimed and does nothing; a worker killed before
+the provider answered leaves a ``sending`` row whose lease runs out, and the sweeper hands it
+to another worker. The one window no vendor lets us close is a worker killed after the
+provider accepted and before the outcome was written: that message is sent again
+(docs/notify.md).
+
+Errors: ``TransientError`` (timeouts, 5xx, rate limits) → ``retry`` after a backoff from
+``notify.retry_s`` (or the vendor's window, if longer) until ``notify.max_attempts``;
+``PermanentError`` → ``failed`` at once. A channel's failures never hold up another channel's
+job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from gonglun.plugins.notify.counters import now
+from gonglun.plugins.notify.models import Delivery
+from gonglun.plugins.notify.providers import (
+    DeliveryError,
+    Outbound,
+    ProviderUnavailable,
+    TransientError,
+    get_provider,
+)
+from gonglun.plugins.notify.scenes import scenes_for
+from gonglun.plugins.notify.service import service
+
+log = logging.getLogger(__name__)
+D = Delivery
+
+
+def _due(at: dt.datetime, grace: dt.timedelta = dt.timedelta(0)) -> Any:
+    return or_(and_(D.status.in_(("queued", "retry")), D.next_attempt_at <= at - grace),
+               and_(D.status == "sending", D.claimed_until < at))
+
+
+def deliver(rt: Any, delivery_id: int) -> str:
+    """Run one delivery; answers sent, retry, failed or skipped (not ours to run now)."""
+    svc = service(rt)
+    at = now(rt)
+    with rt.db.write() as session:
+        claimed = session.execute(
+            update(D).where(D.id == delivery_id, _due(at))
+            .values(status="sending", attempts=D.attempts + 1,
+                    claimed_until=at + dt.timedelta(seconds=svc.lease_s)),
+            execution_options={"synchronize_session": False}).rowcount
+        if claimed != 1:
+            return "skipped"
+        row = session.execute(select(D.scene, D.user_id, D.channel, D.address, D.key,
+                                     D.payload, D.attempts, D.created_at)
+                              .where(D.id == delivery_id)).one()
+    payload = json.loads(row.payload)
+    if payload.get("resend") is False:
+        return _finish(rt, delivery_id, row.attempts, "failed",
+                       error="a verification code is never sent again")
+    scene = scenes_for(rt).get(row.scene)
+    rule = scene.channels.get(row.channel) if scene is not None else None
+    try:
+        provider = get_provider(rt, row.channel)
+    except ProviderUnavailable as exc:
+        return _finish(rt, delivery_id, row.attempts, "failed", error=f"no provider: {exc}")
+    extra = {"at": row.created_at}
+    if scene is not None:
+        extra.update(category=scene.category, account=scene.account,
+                     account_name=scene.account_name)
+    message = Outbound(delivery_id, row.key, row.scene, row.user_id, row.address, payload,
+                       template_id=rule.template_id if rule is not None else "", extra=extra)
+    try:
+        provider_id = provider.send(rt, message)
+    except DeliveryError as exc:
+        return _failed(rt, delivery_id, row.attempts, exc)
+    except Exception as exc:  # a provider bug or an SDK surprise: retried, and logged loudly
+        log.exception("notify: delivery %s (%s) raised", delivery_id, row.channel)
+        return _failed(rt, delivery_id, row.attempts,
+                       TransientError("unexpected", f"{type(exc).__name__}: {exc}"))
+    return _finish(rt, delivery_id, row.attempts, "sent", provider=provider.name,
+                   provider_id=str(provider_id)[:128])
+
+
+def _failed(rt: Any, delivery_id: int, attempt: int, exc: DeliveryError) -> str:
+    svc = service(rt)
+    error = f"{exc.code}: {exc.message}"[:2000]
+    if not exc.transient or attempt >= svc.max_attempts:
+        why = "permanent error" if not exc.transient else f"gave up after {attempt} attempts"
+        return _finish(rt, delivery_id, attempt, "failed", error=error, reason=why)
+    delay = svc.retry_s[min(attempt, len(svc.retry_s)) - 1] if svc.retry_s else 0.0
+    delay = max(delay, exc.retry_after or 0.0) * random.uniform(1.0, 1.1)
+    status = _finish(rt, delivery_id, attempt, "retry", error=error,
+                     reason=f"transient error, attempt {attempt} of {svc.max_attempts}",
+                     next_at=now(rt) + dt.timedelta(seconds=delay))
+    if status == "retry":
+        svc.enqueue([delivery_id], delay_s=delay)
+    return status
+
+
+def _finish(rt: Any, delivery_id: int, attempt: int, status: str, *, error: str | None = None,
+            reason: str | None = None, provider: str | None = None,
+            provider_id: str | None = None, next_at: dt.datetime | None = None) -> str:
+    """Record the outcome if this attempt still holds the claim (a slower, older attempt whose
+    lease ran out must not overwrite a newer one)."""
+    values: dict[str, Any] = {"status": status, "claimed_until": None, "error": error}
+    if status == "sent":
+        values.update(sent_at=now(rt), provider_id=provider_id, reason=None)
+        if provider:
+            values["provider"] = provider
+    if reason is not None:
+        values["reason"] = reason[:255]
+    if next_at is not None:
+        values["next_attempt_at"] = next_at
+    with rt.db.write() as session:
+        changed = session.execute(
+            update(D).where(D.id == delivery_id, D.status == "sending", D.attempts == attempt)
+            .values(**values), execution_options={"synchronize_session": False}).rowcount
+    if not changed:
+        log.warning("notify: delivery %s attempt %s lost its claim before recording %s",
+                    delivery_id, attempt, status)
+        return "skipped"
+    if status == "failed":
+        log.warning("notify: delivery %s failed: %s", delivery_id, error)
+    return status
+
+
+def sweep(rt: Any, limit: int = 500) -> int:
+    """Hand over deliveries whose job was lost: queued or due retries past a grace period,
+    and claims whose lease ran out (a killed worker)."""
+    svc = service(rt)
+    at = now(rt)
+    with rt.db.read() as session:
+        ids = list(session.scalars(
+            select(D.id).where(_due(at, dt.timedelta(seconds=svc.grace_s)))
+            .order_by(D.id).limit(limit)))
+    svc.enqueue(ids)
+    return len(ids)
+
+
+def retry(rt: Any, ids: list[int]) -> int:
+    """Re-arm failed deliveries (an operator fixed their cause); answers how many."""
+    with rt.db.write() as session:
+        changed = session.execute(
+            update(D).where(D.id.in_(ids), D.status == "failed")
+            .values(status="retry", attempts=0, next_attempt_at=now(rt), error=None,
+                    reason="re-armed by an operator"),
+            execution_options={"synchronize_session": False}).rowcount
+    service(rt).enqueue(list(ids))
+    return int(changed)
+
+
+def clean(rt: Any) -> dict[str, int]:
+    """Daily housekeeping: old counters, spent codes, and deliveries past ``notify.keep_days``
+    (their inbox messages stay: they are the user's history)."""
+    from sqlalchemy import delete
+
+    from gonglun.plugins.notify.counters import day_of
+    from gonglun.plugins.notify.models import Counter, SmsCode
+
+    at = now(rt)
+    keep = dt.timedelta(days=float(rt.config.get("notify.keep_days", 180)))
+    with rt.db.write() as session:
+        counters = session.execute(
+            delete(Counter).where(Counter.day < day_of(at - dt.timedelta(days=3)))).rowcount
+        codes = session.execute(
+            delete(SmsCode).where(SmsCode.expires_at < at - dt.timedelta(days=7))).rowcount
+        old = session.execute(
+            delete(D).where(D.created_at < at - keep,
+                            D.status.notin_(("queued", "sending", "retry")))).rowcount
+    return {"counters": counters, "codes": codes, "deliveries": old}
