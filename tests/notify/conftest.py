@@ -11,7 +11,6 @@ import ipaddress
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -92,6 +91,19 @@ class MailBox:
                                                           policy=email.policy.default))
         return "250 Message accepted for delivery"
 
+    start: Any = None  #: makes the controller (a stopped one cannot be started again)
+    controller: Any = None
+
+    def up(self) -> None:
+        self.controller = self.start()
+        self.controller.start()
+
+    def down(self) -> None:
+        """Stop listening: senders now get "connection refused" (the server is down)."""
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
     def wait(self, count: int, timeout: float = 20) -> list[Any]:
         wait_until(lambda: len(self.messages) >= count, timeout, f"{count} email(s)")
         return list(self.messages)
@@ -122,12 +134,12 @@ def mail_server(tmp: Path, *, security: str = "none", user: str = "",
 
         kwargs.update(authenticator=check, auth_required=True)
         settings.update(username=user, password=password)
-    controller = Controller(box, hostname="127.0.0.1", port=box.port, **kwargs)
-    controller.start()
+    box.start = lambda: Controller(box, hostname="127.0.0.1", port=box.port, **kwargs)
+    box.up()
     try:
         yield box, settings
     finally:
-        controller.stop()
+        box.down()
 
 
 @dataclass
@@ -257,5 +269,3 @@ def live_factory(make_rt: Any, tmp_path: Path) -> Iterator[Callable[..., NotifyL
 def poll(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
     return wait_until(check, timeout, what)
 
-
-__all__ = ["REFUND_DATA", "MailBox", "NotifyLive", "mail_server", "poll", "time"]

@@ -4,6 +4,7 @@ SMTP server, with the catalog's texts (NTF-04..10, NTF-15)."""
 from __future__ import annotations
 
 import json
+
 from websockets.sync.client import connect
 
 from tests.notify.conftest import REFUND_DATA, NotifyLive, poll
@@ -12,8 +13,9 @@ SMS_TEXT = ("【宫论】尊敬的用户,您购买的商品 (【淘货】民国�
             "退款金额为 33.2元,退款原因:系统超时自动退款 。支付金额已原路退回,请注意查收。"
             "如有任何疑问,请联系客户服务。感谢您的理解与支持。")
 EMAIL_BODY = ("您好, 您的付款订单 202611301405001234567890 已经达成退款。 "
-              "商品:【淘货】民国景德镇出产的红彩山水纹碟 退款金额:33.2元 【退款原因:系统超时自动退款】。"
-              "支付金额已原路退回,请注意查收。如有任何疑问,请联系客户服务。感谢您的理解与支持。")
+              "商品:【淘货】民国景德镇出产的红彩山水纹碟 退款金额:33.2元 "
+              "【退款原因:系统超时自动退款】。支付金额已原路退回,请注意查收。"
+              "如有任何疑问,请联系客户服务。感谢您的理解与支持。")
 
 
 def test_a_refund_reaches_every_channel(notify_live: NotifyLive) -> None:
@@ -25,7 +27,8 @@ def test_a_refund_reaches_every_channel(notify_live: NotifyLive) -> None:
         live.fire("payment_refund", user_id, REFUND_DATA, key="notify:refund:7")
         pushed = json.loads(ws.recv(timeout=30))
     assert pushed["event"] == "notification" and pushed["scene"] == "payment_refund"
-    assert (pushed["title"], pushed["body"]) == ("💰 订单退款通知", "你支付的订单发生了退款,退款金额:33.2元")
+    assert pushed["title"] == "💰 订单退款通知"
+    assert pushed["body"] == "你支付的订单发生了退款,退款金额:33.2元"
     live.settle()
 
     # One inbox message with NTF-05's fields, from the refund service account (NTF-04).

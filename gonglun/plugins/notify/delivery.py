@@ -46,21 +46,28 @@ def _due(at: dt.datetime, grace: dt.timedelta = dt.timedelta(0)) -> Any:
                and_(D.status == "sending", D.claimed_until < at))
 
 
-def deliver(rt: Any, delivery_id: int) -> str:
-    """Run one delivery; answers sent, retry, failed or skipped (not ours to run now)."""
-    svc = service(rt)
+def claim(rt: Any, delivery_id: int) -> Any:
+    """Take the delivery for one attempt (status ``sending``, a lease); None when it is not
+    due, already sent, or claimed by a live attempt."""
     at = now(rt)
     with rt.db.write() as session:
         claimed = session.execute(
             update(D).where(D.id == delivery_id, _due(at))
             .values(status="sending", attempts=D.attempts + 1,
-                    claimed_until=at + dt.timedelta(seconds=svc.lease_s)),
+                    claimed_until=at + dt.timedelta(seconds=service(rt).lease_s)),
             execution_options={"synchronize_session": False}).rowcount
         if claimed != 1:
-            return "skipped"
-        row = session.execute(select(D.scene, D.user_id, D.channel, D.address, D.key,
-                                     D.payload, D.attempts, D.created_at)
-                              .where(D.id == delivery_id)).one()
+            return None
+        return session.execute(select(D.scene, D.user_id, D.channel, D.address, D.key,
+                                      D.payload, D.attempts, D.created_at)
+                               .where(D.id == delivery_id)).one()
+
+
+def deliver(rt: Any, delivery_id: int) -> str:
+    """Run one delivery; answers sent, retry, failed or skipped (not ours to run now)."""
+    row = claim(rt, delivery_id)
+    if row is None:
+        return "skipped"
     payload = json.loads(row.payload)
     if payload.get("resend") is False:
         return _finish(rt, delivery_id, row.attempts, "failed",
