@@ -130,9 +130,14 @@ def mail_server(tmp: Path, *, security: str = "none", user: str = "",
                   data: Any) -> AuthResult:
             ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
                 user.encode(), password.encode())
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)  # the server answers 235 or 535
 
-        kwargs.update(authenticator=check, auth_required=True)
+        # PLAIN only: smtplib would go on to LOGIN after a refusal, which aiosmtpd answers
+        # by waiting for more input instead of a 535.
+        kwargs.update(authenticator=check, auth_required=True,
+                      auth_exclude_mechanism=["LOGIN"],
+                      # aiosmtpd only counts STARTTLS as TLS; implicit TLS is TLS from byte one
+                      auth_require_tls=security != "tls")
         settings.update(username=user, password=password)
     box.start = lambda: Controller(box, hostname="127.0.0.1", port=box.port, **kwargs)
     box.up()
