@@ -103,4 +103,8 @@ class JPushProvider(Provider):
             raise classify(status, exc.error_code, exc.details) from None
         except (common.APIConnectionException, common.APIRequestException) as exc:
             raise TransientError("jpush_network", str(exc)) from None
+        except (TypeError, ValueError) as exc:
+            # The client fails to log an error reply that is not JSON (a proxy's 502 page):
+            # json.dumps(bytes) raises instead of JPushFailure. Still a failed server.
+            raise TransientError("jpush_bad_reply", f"{type(exc).__name__}: {exc}") from None
         return str(response.payload.get("msg_id", ""))
