@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from gonglun.db import insert_ignore, utcnow
@@ -32,21 +32,30 @@ def day_of(when: dt.datetime) -> str:
     return when.astimezone(SHANGHAI).strftime("%Y-%m-%d")
 
 
+_KEY = _C.c.key == bindparam("k")
+_COUNT = {"used": _C.c.used + 1, "last_at": bindparam("at")}
+# Built once per shape: a fan-out takes several per notification.
+_TAKE = {
+    (False, False): _C.update().where(_KEY).values(**_COUNT),
+    (True, False): _C.update().where(_KEY, _C.c.used < bindparam("limit")).values(**_COUNT),
+    (False, True): _C.update().where(_KEY, or_(_C.c.last_at.is_(None),
+                                              _C.c.last_at <= bindparam("since")))
+    .values(**_COUNT),
+}
+_TAKE[(True, True)] = _TAKE[(True, False)].where(
+    or_(_C.c.last_at.is_(None), _C.c.last_at <= bindparam("since")))
+
+
 def take(session: Session, key: str, day: str, *, limit: int | None = None,
          at: dt.datetime | None = None, interval_s: float = 0) -> bool:
     """Count one under ``key`` unless ``limit`` is reached or the last count is more recent
     than ``interval_s``; True when counted."""
     insert_ignore(session, _C, {"key": key, "used": 0, "day": day, "last_at": None})
     at = at or utcnow()
-    stmt = update(Counter).where(Counter.key == key)
-    if limit is not None:
-        stmt = stmt.where(Counter.used < limit)
-    if interval_s > 0:
-        stmt = stmt.where(or_(Counter.last_at.is_(None),
-                              Counter.last_at <= at - dt.timedelta(seconds=interval_s)))
-    result = session.execute(stmt.values(used=Counter.used + 1, last_at=at),
-                             execution_options={"synchronize_session": False})
-    return bool(result.rowcount == 1)
+    params: dict[str, Any] = {"k": key, "at": at, "limit": limit,
+                              "since": at - dt.timedelta(seconds=interval_s)}
+    statement = _TAKE[(limit is not None, interval_s > 0)]
+    return bool(session.connection().execute(statement, params).rowcount == 1)
 
 
 def bump(session: Session, key: str, day: str) -> int:

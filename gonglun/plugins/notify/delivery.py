@@ -23,7 +23,7 @@ import logging
 import random
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from gonglun.plugins.notify.counters import now
 from gonglun.plugins.notify.models import Delivery
@@ -41,9 +41,31 @@ log = logging.getLogger(__name__)
 D = Delivery
 
 
-def _due(at: dt.datetime, grace: dt.timedelta = dt.timedelta(0)) -> Any:
-    return or_(and_(D.status.in_(("queued", "retry")), D.next_attempt_at <= at - grace),
+def _due(at: Any, grace: dt.timedelta | None = None) -> Any:
+    """Rows a job may take now: queued or due retries, and claims whose lease ran out."""
+    return or_(and_(D.status.in_(("queued", "retry")),
+                    D.next_attempt_at <= (at - grace if grace else at)),
                and_(D.status == "sending", D.claimed_until < at))
+
+
+# Built once: every delivery runs these, with values as parameters (the ORM statement
+# building and compiling per call cost more than the delivery's own SQL).
+_T = Delivery.__table__
+_CLAIM = (_T.update()
+          .where(_T.c.id == bindparam("i"), _due(bindparam("now")))
+          .values(status="sending", attempts=_T.c.attempts + 1,
+                  claimed_until=bindparam("until")))
+_ROW = select(_T.c.scene, _T.c.user_id, _T.c.channel, _T.c.address, _T.c.key, _T.c.payload,
+              _T.c.attempts, _T.c.created_at).where(_T.c.id == bindparam("i"))
+_HELD = (_T.c.id == bindparam("i"), _T.c.status == "sending",
+         _T.c.attempts == bindparam("attempt"))
+_SENT = _T.update().where(*_HELD).values(
+    status=bindparam("status"), claimed_until=None, error=bindparam("error"), reason=None,
+    sent_at=bindparam("sent_at"), provider_id=bindparam("provider_id"),
+    provider=bindparam("provider"))
+_UNSENT = _T.update().where(*_HELD).values(
+    status=bindparam("status"), claimed_until=None, error=bindparam("error"),
+    reason=bindparam("reason"), next_attempt_at=bindparam("next_at"))
 
 
 def claim(rt: Any, delivery_id: int) -> Any:
@@ -51,16 +73,11 @@ def claim(rt: Any, delivery_id: int) -> Any:
     due, already sent, or claimed by a live attempt."""
     at = now(rt)
     with rt.db.write() as session:
-        claimed = session.execute(
-            update(D).where(D.id == delivery_id, _due(at))
-            .values(status="sending", attempts=D.attempts + 1,
-                    claimed_until=at + dt.timedelta(seconds=service(rt).lease_s)),
-            execution_options={"synchronize_session": False}).rowcount
-        if claimed != 1:
+        conn = session.connection()
+        until = at + dt.timedelta(seconds=service(rt).lease_s)
+        if conn.execute(_CLAIM, {"i": delivery_id, "now": at, "until": until}).rowcount != 1:
             return None
-        return session.execute(select(D.scene, D.user_id, D.channel, D.address, D.key,
-                                      D.payload, D.attempts, D.created_at)
-                               .where(D.id == delivery_id)).one()
+        return conn.execute(_ROW, {"i": delivery_id}).one()
 
 
 def deliver(rt: Any, delivery_id: int) -> str:
@@ -117,19 +134,16 @@ def _finish(rt: Any, delivery_id: int, attempt: int, status: str, *, error: str 
             provider_id: str | None = None, next_at: dt.datetime | None = None) -> str:
     """Record the outcome if this attempt still holds the claim (a slower, older attempt whose
     lease ran out must not overwrite a newer one)."""
-    values: dict[str, Any] = {"status": status, "claimed_until": None, "error": error}
+    params: dict[str, Any] = {"i": delivery_id, "attempt": attempt, "status": status,
+                              "error": error}
     if status == "sent":
-        values.update(sent_at=now(rt), provider_id=provider_id, reason=None)
-        if provider:
-            values["provider"] = provider
-    if reason is not None:
-        values["reason"] = reason[:255]
-    if next_at is not None:
-        values["next_attempt_at"] = next_at
+        statement = _SENT
+        params.update(sent_at=now(rt), provider_id=provider_id, provider=provider or "")
+    else:
+        statement = _UNSENT
+        params.update(reason=(reason or "")[:255] or None, next_at=next_at or now(rt))
     with rt.db.write() as session:
-        changed = session.execute(
-            update(D).where(D.id == delivery_id, D.status == "sending", D.attempts == attempt)
-            .values(**values), execution_options={"synchronize_session": False}).rowcount
+        changed = session.connection().execute(statement, params).rowcount
     if not changed:
         log.warning("notify: delivery %s attempt %s lost its claim before recording %s",
                     delivery_id, attempt, status)

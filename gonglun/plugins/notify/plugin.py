@@ -152,11 +152,12 @@ def startup_checks(rt: Any, problems: list[str]) -> list[str]:
     for channel, why in unavailable.items():
         problems.append(f"notify channel {channel} unavailable: {why}")
     for scene in scenes_for(rt).values():
-        for channel in TEMPLATED:
-            rule = scene.channels.get(channel)
-            if rule is not None and not rule.template_id and channel not in unavailable:
-                problems.append(f"notify scene {scene.key}: channel {channel} has no "
-                                f"template_id (notify.scenes.{scene.key}.channels.{channel})")
+        missing = [c for c in TEMPLATED if c in scene.channels and c not in unavailable
+                   and not scene.channels[c].template_id]
+        if missing:
+            problems.append(f"notify scene {scene.key}: {' and '.join(missing)} send nothing "
+                            f"until a template_id is set (notify.scenes.{scene.key}.channels."
+                            f"<channel>.template_id)")
     if any(s.kind == "code" for s in scenes_for(rt).values()):
         try:
             code_key(rt)

@@ -90,6 +90,7 @@ class Renderer:
     def __init__(self, templates_dir: str | None = None, link_base: str = "") -> None:
         self.env = environment(templates_dir)
         self.link_base = link_base.rstrip("/")
+        self._links: dict[str, jinja2.Template] = {}
 
     def template(self, scene: str, channel: str, base: str = "_default") -> jinja2.Template:
         names = [f"{scene}/{c}.j2" for c in BORROW.get(channel, (channel,))]
@@ -113,7 +114,10 @@ class Renderer:
         if not expression:
             return ""
         try:
-            target = self.env.from_string(expression).render(context).strip()
+            compiled = self._links.get(expression)
+            if compiled is None:
+                compiled = self._links[expression] = self.env.from_string(expression)
+            target = compiled.render(context).strip()
         except jinja2.TemplateError as exc:
             raise RenderError(f"link: {exc}") from exc
         if target.startswith("/"):
