@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import itertools
+import json
 import logging
 import time
 from collections import deque
@@ -145,14 +146,17 @@ class Vendor:
         self.recorder.clear()
         self.faults.clear()
 
-    async def http_fault(self) -> bool:
-        """Apply an armed ``http`` fault: True when the call must answer 500 (a ``timeout``
-        first holds the request, and the call is never processed either way)."""
+    async def faulted(self, resp: falcon.asgi.Response) -> bool:
+        """Apply an armed ``http`` fault: True when it answered the call with a 500 page (a
+        ``timeout`` first holds the request; the call is never processed either way)."""
         fault = self.faults.take("http")
         if fault is None:
             return False
         if fault.value == "timeout":
             await asyncio.sleep(fault.delay_s)
+        resp.status = 500
+        resp.content_type = "text/html"
+        resp.text = "<html><body>500 Internal Server Error</body></html>"
         return True
 
 
@@ -176,6 +180,20 @@ class _Requests:
     async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.vendor.recorder.clear()
         ok(resp, {})
+
+
+def keys_of(keyset: dict[str, Any], name: str, required: tuple[str, ...]) -> dict[str, Any] | None:
+    """The vendor's section of the keyset when it has every required key."""
+    keys = keyset.get(name)
+    return keys if isinstance(keys, dict) and all(keys.get(k) for k in required) else None
+
+
+def json_or_none(body: bytes) -> Any:
+    """A request body as JSON for the record; None when it is not JSON."""
+    try:
+        return json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def load_vendors(keyset: dict[str, Any]) -> dict[str, Vendor]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import falcon.asgi
 
-from ..vendors import Vendor
+from ..vendors import Vendor, json_or_none, keys_of
 from ..web import read_body
 
 KEYS = ("app_key", "master_secret")
@@ -121,10 +121,7 @@ class _Push:
         self.vendor = vendor
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        if await self.vendor.http_fault():
-            resp.status = 500
-            resp.content_type = "text/html"
-            resp.text = "<html><body>500 Internal Server Error</body></html>"
+        if await self.vendor.faulted(resp):
             return
         body = await read_body(req)
         try:
@@ -133,10 +130,7 @@ class _Push:
             status, reply = 200, self.vendor.push(body)
         except PushError as exc:
             status, reply = exc.status, {"error": {"code": exc.code, "message": exc.message}}
-        try:
-            request = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            request = None
+        request = json_or_none(body)
         audience = request.get("audience") if isinstance(request, dict) else None
         aliases = audience.get("alias") if isinstance(audience, dict) else None
         self.vendor.recorder.add(
@@ -148,7 +142,5 @@ class _Push:
 
 
 def create(keyset: dict[str, Any]) -> JPush | None:
-    keys = keyset.get("jpush")
-    if not isinstance(keys, dict) or not all(keys.get(k) for k in KEYS):
-        return None
-    return JPush(keys)
+    keys = keys_of(keyset, "jpush", KEYS)
+    return JPush(keys) if keys is not None else None

@@ -17,7 +17,7 @@ from typing import Any
 
 import falcon.asgi
 
-from ..vendors import Vendor
+from ..vendors import Vendor, json_or_none, keys_of
 from ..web import ControlError, fail, ok, read_body, read_json
 from .sms import CATALOG, VERSION, Template, send_sms, template_from
 from .tc3 import TcError, envelope, verify
@@ -86,19 +86,11 @@ class _Api:
         self.vendor = vendor
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        if await self.vendor.http_fault():
-            resp.status = 500
-            resp.content_type = "text/html"
-            resp.text = "<html><body>500 Internal Server Error</body></html>"
+        if await self.vendor.faulted(resp):
             return
         body = await read_body(req)
         action = req.get_header("X-TC-Action") or ""
-        params: Any = None
-        text = ""
-        try:
-            params = json.loads(body or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            params = None
+        params, text = json_or_none(body), ""
         try:
             payload, text = self.vendor.handle(req, body)
             answer = envelope(payload)
@@ -140,7 +132,5 @@ class _Templates:
 
 
 def create(keyset: dict[str, Any]) -> TencentCloud | None:
-    keys = keyset.get("tencentcloud")
-    if not isinstance(keys, dict) or not all(keys.get(k) for k in KEYS):
-        return None
-    return TencentCloud(keys)
+    keys = keys_of(keyset, "tencentcloud", KEYS)
+    return TencentCloud(keys) if keys is not None else None

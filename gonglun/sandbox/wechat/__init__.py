@@ -19,7 +19,7 @@ from typing import Any
 
 import falcon.asgi
 
-from ..vendors import Vendor
+from ..vendors import Vendor, json_or_none, keys_of
 from ..web import read_body
 
 KEYS = ("appid", "secret")
@@ -158,18 +158,12 @@ class _Call:
         if handler is None:
             resp.status = 405
             return
-        if await self.vendor.http_fault():
-            resp.status = 500
-            resp.content_type = "text/html"
-            resp.text = "<html><body>500 Internal Server Error</body></html>"
+        if await self.vendor.faulted(resp):
             return
         body = await read_body(req)
         params = {k: v for k, v in req.params.items() if isinstance(v, str)}
         reply = handler(params, body)
-        try:
-            request = json.loads(body) if body else None
-        except (ValueError, UnicodeDecodeError):
-            request = None
+        request = json_or_none(body)
         record: dict[str, Any] = {"action": self.action, "errcode": str(reply.get("errcode", 0)),
                                   "request": request}
         if isinstance(request, dict):
@@ -185,7 +179,5 @@ class _Call:
 
 
 def create(keyset: dict[str, Any]) -> WeChat | None:
-    keys = keyset.get("wechat")
-    if not isinstance(keys, dict) or not all(keys.get(k) for k in KEYS):
-        return None
-    return WeChat(keys)
+    keys = keys_of(keyset, "wechat", KEYS)
+    return WeChat(keys) if keys is not None else None

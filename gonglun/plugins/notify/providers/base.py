@@ -58,9 +58,21 @@ class Provider:
     #: Set by providers that need a vendor template per scene (SMS, WeChat).
     needs_template = False
 
+    @classmethod
+    def from_config(cls, rt: Any) -> Provider:
+        """The provider as this runtime's configuration makes it (``SettingsError`` if it
+        cannot); providers without settings need nothing."""
+        return cls()
+
     def address(self, session: Session, user: Any) -> str | None:
         """Where ``user`` is reached on this channel; None when they cannot be."""
         return str(user.id)
+
+    def recipient(self, message: Outbound) -> int:
+        """The user a per-user channel (inbox, websocket) delivers to."""
+        if message.user_id is None:
+            raise PermanentError("no_user", f"{self.channel} needs a user")
+        return message.user_id
 
     def send(self, rt: Any, message: Outbound) -> str:
         """Send ``message``; return the provider's id for it. Raises ``DeliveryError``."""

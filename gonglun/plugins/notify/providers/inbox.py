@@ -9,24 +9,19 @@ from sqlalchemy import select
 
 from gonglun.db import insert_ignore_returning_id
 from gonglun.plugins.notify.models import Message
-from gonglun.plugins.notify.providers.base import Outbound, PermanentError, Provider
+from gonglun.plugins.notify.providers.base import Outbound, Provider
 
 
 class InboxProvider(Provider):
     channel = "inbox"
     name = "inbox"
 
-    @classmethod
-    def from_config(cls, rt: Any) -> InboxProvider:
-        return cls()
-
     def send(self, rt: Any, message: Outbound) -> str:
-        if message.user_id is None:
-            raise PermanentError("no_user", "an inbox message needs a user")
         c, extra = message.content, message.extra
+        user_id = self.recipient(message)
         with rt.db.write() as session:
             values = {
-                "user_id": message.user_id, "delivery_id": message.delivery_id,
+                "user_id": user_id, "delivery_id": message.delivery_id,
                 "scene": message.scene, "category": str(extra.get("category", ""))[:32],
                 "account": str(extra.get("account", ""))[:32],
                 "account_name": str(extra.get("account_name", ""))[:64],

@@ -14,7 +14,6 @@ unavailable: ``SettingsError`` says what is missing, on a start-up line and in t
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,24 +23,12 @@ class SettingsError(ValueError):
 
 
 def _keyset(rt: Any) -> tuple[dict[str, Any], str] | None:
-    named = rt.config.path("notify.keyset")
-    if named is not None:
-        try:
-            return json.loads(named.read_text("utf-8")), str(named)
-        except (OSError, ValueError) as exc:
-            raise SettingsError(f"notify.keyset {named}: {exc}") from exc
-    if not rt.config.sandbox_enabled:
-        return None
-    sandbox = getattr(rt, "sandbox", None)
-    if sandbox is not None:
-        return dict(sandbox.keyset), "the bundled sandbox"
-    from gonglun.embedded import sandbox_dir
+    from gonglun.embedded import named_keyset
 
-    path = sandbox_dir(rt) / "sandbox.json"
     try:
-        return json.loads(path.read_text("utf-8")), str(path)
-    except (OSError, ValueError) as exc:
-        raise SettingsError(f"sandbox keyset {path}: {exc}") from exc
+        return named_keyset(rt, "notify.keyset")
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def vendor_settings(rt: Any, section: str, required: tuple[str, ...]) -> dict[str, Any]:

@@ -6,29 +6,19 @@ from typing import Any
 
 from redis import RedisError
 
-from gonglun.plugins.notify.providers.base import (
-    Outbound,
-    PermanentError,
-    Provider,
-    TransientError,
-)
+from gonglun.plugins.notify.providers.base import Outbound, Provider, TransientError
 
 
 class WebsocketProvider(Provider):
     channel = "websocket"
     name = "redis-pubsub"
 
-    @classmethod
-    def from_config(cls, rt: Any) -> WebsocketProvider:
-        return cls()
-
     def send(self, rt: Any, message: Outbound) -> str:
-        if message.user_id is None:
-            raise PermanentError("no_user", "a websocket push needs a user")
+        user_id = self.recipient(message)
         push = {"event": "notification", "scene": message.scene,
                 "delivery_id": message.delivery_id, **message.content}
         try:
-            receivers = rt.push(message.user_id, push)
+            receivers = rt.push(user_id, push)
         except RedisError as exc:
             raise TransientError("redis", f"{type(exc).__name__}: {exc}") from exc
         # Nobody online is not a failure: the inbox keeps the record (NTF-04).
