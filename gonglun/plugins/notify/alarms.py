@@ -76,5 +76,8 @@ def raise_alarm(rt: Any, kind: str, message: str, data: dict[str, Any]) -> str:
     if not sent:
         log.warning("alarm %s (%s today) not sent: the daily maximum of %s is reached", kind,
                     count, rule.max_per_day)
+    elif not ids:
+        log.error("alarm %s: nobody could be told (no active admin, or no alarm channel "
+                  "available): %s", kind, message)
     svc.enqueue(ids)
     return outcome
