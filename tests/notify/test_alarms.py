@@ -35,8 +35,9 @@ def outcomes(live: NotifyLive, kind: str) -> list[str]:
     from gonglun.plugins.notify.models import Alarm
 
     with live.rt.db.read() as session:
+        # In the order they were counted (concurrent workers may insert them in another).
         return list(session.scalars(select(Alarm.outcome).where(Alarm.kind == kind)
-                                    .order_by(Alarm.id)))
+                                    .order_by(Alarm.day, Alarm.number)))
 
 
 def test_refund_errors_alarm_every_third_at_most_three_a_day(live_factory: Any) -> None:

@@ -60,10 +60,11 @@ def raise_alarm(rt: Any, kind: str, message: str, data: dict[str, Any]) -> str:
     with rt.db.write() as session:
         if not insert_ignore(session, Alarm.__table__, {
             "key": key, "kind": kind, "day": day, "message": str(message),
-            "data": details, "outcome": "counted", "created_at": at,
+            "data": details, "number": 0, "outcome": "counted", "created_at": at,
         }):
             return "duplicate"
         count = bump(session, f"alarm:{kind}:{day}", day)
+        session.execute(update(Alarm).where(Alarm.key == key).values(number=count))
         if count % rule.threshold:
             return "counted"
         sent = take(session, f"alarm_sent:{kind}:{day}", day, limit=rule.max_per_day, at=at)

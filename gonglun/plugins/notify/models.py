@@ -139,6 +139,8 @@ class Alarm(Base):
     day: Mapped[str] = mapped_column(String(10))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[str] = mapped_column(Text, default="{}")
+    #: Its number among the day's alarms of its kind (what the threshold counts).
+    number: Mapped[int] = mapped_column(Integer, default=0)
     #: counted (below the threshold), sent (admins notified), suppressed (daily maximum).
     outcome: Mapped[str] = mapped_column(String(16), default="counted")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

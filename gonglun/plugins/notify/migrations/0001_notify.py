@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('day', sa.String(length=10), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
+    sa.Column('number', sa.Integer(), nullable=False),
     sa.Column('outcome', sa.String(length=16), nullable=False),
     sa.Column('created_at', gonglun.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notify_alarms')),
