@@ -19,6 +19,26 @@ def sandbox_dir(rt: Any) -> Path:
     return rt.config.path("sandbox.dir") or rt.config.data_dir / "sandbox"
 
 
+def named_keyset(rt: Any, setting: str) -> tuple[dict[str, Any], str] | None:
+    """The keyset file ``setting`` names, else the bundled sandbox's own where the sandbox runs
+    in this configuration; None when neither (DECISIONS.md 23: never a fallback keyset).
+    Answers the keys and where they came from; raises ``ValueError`` for a file it cannot
+    use. Providers and channels without keys of their own read their sandbox keys here."""
+    import json
+
+    named = rt.config.path(setting)
+    if named is None and not rt.config.sandbox_enabled:
+        return None
+    sandbox = getattr(rt, "sandbox", None)
+    if named is None and sandbox is not None:
+        return dict(sandbox.keyset), "the bundled sandbox"
+    path = named or sandbox_dir(rt) / "sandbox.json"
+    try:
+        return json.loads(path.read_text("utf-8")), str(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{setting if named else 'sandbox keyset'} {path}: {exc}") from exc
+
+
 def sandbox_enabled(rt: Any) -> bool:
     """Only where asked for: on the embedded default, or with ``sandbox.enabled = true``."""
     return rt.config.sandbox_enabled
@@ -44,8 +64,7 @@ def attach_embedded(app: Any, rt: Any) -> None:
             log.warning("gateway sandbox not installed; channels have no gateway")
         else:
             directory = sandbox_dir(rt)
-            if not (directory / "sandbox.json").exists():
-                init_keyset(directory)
+            init_keyset(directory)  # kept if present; gains the keys of newer vendors
             state = rt.config.get("sandbox.state_path") or None
             # The sandbox notifies only this server (what it creates by control, and any host
             # besides loopback and these): never an address a caller names.

@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import logging
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import (
@@ -47,6 +48,23 @@ ACTOR = "gonglun.deferred"
 BATCH_ACTOR = "gonglun.deferred_batch"
 BATCH = 100
 SESSION_KEYS = "gonglun_outbox_keys"
+#: The key of the deferred event whose implementation runs in this context: an implementation
+#: with effects of its own (a notification fanned out) keys them on it, so a redelivered event
+#: finds them done.
+CURRENT_KEY: ContextVar[str | None] = ContextVar("gonglun_outbox_key", default=None)
+
+
+def current_key() -> str | None:
+    """The outbox key of the deferred event being run here; None outside the consumer."""
+    return CURRENT_KEY.get()
+
+
+def _call_keyed(rt: Any, key: str, hook: str, impl: Any, kwargs: dict[str, Any]) -> None:
+    token = CURRENT_KEY.set(key)
+    try:
+        rt.hooks.call_one(hook, impl, kwargs)
+    finally:
+        CURRENT_KEY.reset(token)
 
 
 class OutboxEvent(Base):
@@ -217,7 +235,7 @@ class Outbox:
             if ident in done or impl.plugin in done:
                 continue
             try:
-                self.rt.hooks.call_one(row.hook, impl, kwargs)
+                _call_keyed(self.rt, key, row.hook, impl, kwargs)
             except Exception as exc:
                 log.exception("deferred %s (%s): %s failed", row.hook, key, ident)
                 failures.append(f"{ident}: {type(exc).__name__}: {exc}")

@@ -265,6 +265,23 @@ def client_event(rt: Any, message: dict[str, Any], user_id: int) -> dict[str, An
     """Shape a websocket push before it is published to the user (CORE-27)."""
 
 
+@decision
+def notify_provider(rt: Any, channel: str) -> Any:
+    """The provider delivering notification channel ``channel`` (inbox, email, sms, wechat, app,
+    websocket): a ``gonglun.plugins.notify.providers.Provider``; None when not yours. The notify
+    plugin answers for its built-ins (SMTP, Tencent Cloud SMS, WeChat official account, JPush);
+    a plugin answering first replaces one (another SMS vendor, a relay). Asked once per
+    runtime."""
+
+
+@filter
+def sms_code_guard(
+    rt: Any, errors: list[Any], phone: str, scene: str, user_id: int | None
+) -> list[Any]:
+    """Before an SMS verification code of ``scene`` is sent to ``phone`` (NTF-13/14): append
+    ``GonglunError`` items to refuse it (``wechat_reg``: the phone is already bound to WeChat)."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Red packets (RP)
 # ---------------------------------------------------------------------------------------------

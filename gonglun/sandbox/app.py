@@ -31,6 +31,7 @@ from .notifier import (
 )
 from .settings import Settings, apply_settings, check_config
 from .store import ALIPAY, CHANNELS, WXPAY, Store
+from .vendors import load_vendors
 from .web import ControlError, fail, ok, read_body, read_json
 from .wxpay import V3Resource, WxpayChannel, checkmweb_page
 
@@ -78,6 +79,8 @@ class Sandbox:
         self.alipay = AlipayChannel(self)
         self.wxpay = WxpayChannel(self)
         self.settings.resolve(self.faults, CHANNELS)
+        #: The other providers (Tencent Cloud, WeChat official account, JPush): vendors.py.
+        self.vendors = load_vendors(keyset)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -152,6 +155,8 @@ class Sandbox:
         app.add_route("/sandbox/wxpay/transactions/{no}/pay", control, suffix="wxpay_pay")
         app.add_route("/sandbox/wxpay/refunds/{no}/settle", control, suffix="wxpay_settle")
         app.add_route("/sandbox/wxpay/checkmweb", control, suffix="checkmweb")
+        for vendor in self.vendors.values():
+            vendor.add_routes(app)
         if lifecycle:
             app.add_middleware(_Lifecycle(self))
 
@@ -323,6 +328,7 @@ class ControlResource:
             "config": self._config(),
             "notify": {"urls": self.sb.notify_urls,
                        "hosts": self.sb.notifier.allowlist.describe()},
+            **{name: vendor.info() for name, vendor in self.sb.vendors.items()},
         })
 
     def _config(self) -> dict[str, Any]:
@@ -351,6 +357,8 @@ class ControlResource:
         await self.sb.notifier.stop()
         self.sb.store.reset()
         self.sb.faults.clear()
+        for vendor in self.sb.vendors.values():
+            vendor.reset()
         self.sb.notifier.ensure_started()
         ok(resp, {"reset": True})
 
@@ -358,16 +366,23 @@ class ControlResource:
 
     @_guard
     async def on_get_faults(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        ok(resp, self.sb.faults.describe())
+        armed = {name: v.faults.describe() for name, v in self.sb.vendors.items()
+                 if v.faults.describe()}
+        ok(resp, {**self.sb.faults.describe(), **armed})
 
     @_guard
     async def on_post_faults(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        ok(resp, self.sb.faults.arm(await read_json(req, required=True)))
+        spec = await read_json(req, required=True)
+        channel = spec.get("channel")
+        vendor = self.sb.vendors.get(channel) if isinstance(channel, str) else None
+        ok(resp, vendor.faults.arm(spec) if vendor is not None else self.sb.faults.arm(spec))
 
     @_guard
     async def on_delete_faults(self, req: falcon.asgi.Request,
                                resp: falcon.asgi.Response) -> None:
         self.sb.faults.clear()
+        for vendor in self.sb.vendors.values():
+            vendor.faults.clear()
         ok(resp, {})
 
     # notifications and bills

@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     directory = Path(args.dir)
     if not (directory / KEYSET_FILE).exists():
-        init_keyset(directory)
-        print(f"wrote a new keyset to {directory / KEYSET_FILE}", file=sys.stderr)
+        print(f"writing a new keyset to {directory / KEYSET_FILE}", file=sys.stderr)
+    init_keyset(directory)  # an existing one is kept, and gains the keys of newer vendors
     try:
         keyset = load_keyset(directory)
     except (OSError, ValueError) as exc:
@@ -127,7 +127,8 @@ def serve(keyset: dict[str, Any], *, host: str, port: int, state_path: str | Non
                              retry_schedule=retry_schedule or DEFAULT_RETRY_SCHEDULE,
                              notify_urls=notify_urls, notify_hosts=notify_hosts)
     print(f"gateway sandbox on http://{host}:{port} (Alipay /gateway.do, WeChat Pay /v3, "
-          f"control /sandbox)", file=sys.stderr)
+          f"control /sandbox; providers: {', '.join(app.sandbox.vendors) or 'none'})",
+          file=sys.stderr)
     print(f"notifications only to: {', '.join(app.sandbox.notifier.allowlist.describe())}; "
           f"control-created orders notify: "
           f"{', '.join(app.sandbox.notify_urls.values()) or 'nobody (no --notify-base)'}",

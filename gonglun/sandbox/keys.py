@@ -74,6 +74,23 @@ def new_keyset() -> Keyset:
             "public_key_id": "PUB_KEY_ID_01" + _digits(30),
             "apiv3_key": "".join(secrets.choice(alphabet) for _ in range(32)),
         },
+        **_vendor_keys(),
+    }
+
+
+def _vendor_keys() -> Keyset:
+    """Keys of the provider emulators (notifications): Tencent Cloud, WeChat official account,
+    JPush. Shaped like the vendors' own: an AKID secret id, a 32-character secret key..."""
+    alphabet = string.ascii_letters + string.digits
+    return {
+        "tencentcloud": {
+            "secret_id": "AKID" + "".join(secrets.choice(alphabet) for _ in range(32)),
+            "secret_key": "".join(secrets.choice(alphabet) for _ in range(32)),
+            "sms_sdk_app_id": "1400" + _digits(6),
+            "sms_sign_name": "宫论",
+        },
+        "wechat": {"appid": "wx" + secrets.token_hex(8), "secret": secrets.token_hex(16)},
+        "jpush": {"app_key": secrets.token_hex(12), "master_secret": secrets.token_hex(12)},
     }
 
 
@@ -81,13 +98,19 @@ def init_keyset(directory: str | os.PathLike[str], *, overwrite: bool = False) -
     """Write ``directory/sandbox.json`` (created if missing) and return the keyset.
 
     An existing file is kept and returned unless ``overwrite`` is true: re-running ``init``
-    must never silently invalidate the keys a running application was configured with.
+    must never silently invalidate the keys a running application was configured with. A file
+    written before a vendor emulator existed gains that vendor's keys; nothing else changes.
     """
     path = Path(directory) / KEYSET_FILE
     if path.exists() and not overwrite:
-        return load_keyset(directory)
+        keyset = load_keyset(directory)
+        missing = {k: v for k, v in _vendor_keys().items() if k not in keyset}
+        if not missing:
+            return keyset
+        keyset = {**keyset, **missing}
+    else:
+        keyset = new_keyset()
     path.parent.mkdir(parents=True, exist_ok=True)
-    keyset = new_keyset()
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(keyset, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.chmod(tmp, 0o600)  # private keys inside

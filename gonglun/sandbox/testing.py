@@ -13,14 +13,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import falcon.asgi
 import uvicorn
 
 from .app import Sandbox
-from .keys import KEYSET_FILE, Keyset, init_keyset, load_keyset
+from .keys import Keyset, init_keyset
 from .settings import Settings
 
 #: Short enough that retry tests finish quickly, long enough to observe a retry.
@@ -71,8 +70,7 @@ def running_sandbox(
     names.
     """
     if keyset is None:
-        keyset = (load_keyset(tmp_dir) if (Path(tmp_dir) / KEYSET_FILE).exists()
-                  else init_keyset(tmp_dir))
+        keyset = init_keyset(tmp_dir)  # an existing file is kept (and gains newer vendors)
     sandbox = Sandbox(keyset, state_path=state_path, retry_schedule=retry_schedule,
                       notify_timeout=notify_timeout, notify_urls=notify_urls,
                       notify_hosts=notify_hosts, settings=settings)

@@ -18,6 +18,9 @@ SHAPE = {
                "alipay_public_key"},
     "wxpay": {"mchid", "appid", "merchant_private_key", "merchant_serial_no",
               "platform_private_key", "platform_public_key", "public_key_id", "apiv3_key"},
+    "tencentcloud": {"secret_id", "secret_key", "sms_sdk_app_id", "sms_sign_name"},
+    "wechat": {"appid", "secret"},
+    "jpush": {"app_key", "master_secret"},
 }
 
 
@@ -54,6 +57,17 @@ def test_init_keeps_an_existing_keyset(tmp_path: Path) -> None:
     first = init_keyset(tmp_path)
     assert init_keyset(tmp_path) == first
     assert init_keyset(tmp_path, overwrite=True) != first
+
+
+def test_init_adds_newer_vendors_to_an_older_keyset_and_keeps_the_rest(tmp_path: Path) -> None:
+    first = init_keyset(tmp_path)
+    older = {k: first[k] for k in ("alipay", "wxpay")}
+    (tmp_path / "sandbox.json").write_text(json.dumps(older), encoding="utf-8")
+    upgraded = init_keyset(tmp_path)
+    assert {k: upgraded[k] for k in older} == older
+    assert {k: set(v) for k, v in upgraded.items()} == SHAPE
+    assert load_keyset(tmp_path) == upgraded
+    assert (tmp_path / "sandbox.json").stat().st_mode & 0o077 == 0
 
 
 def test_load_reports_missing_fields(tmp_path: Path) -> None:

@@ -52,25 +52,13 @@ class ChannelSettingsError(ValueError):
 
 
 def _keyset(rt: Any) -> tuple[dict[str, Any], str] | None:
-    """The keyset the configuration names, and where it came from; None when none is named."""
-    named = rt.config.path("payment.keyset")
-    if named is not None:
-        try:
-            return json.loads(named.read_text("utf-8")), str(named)
-        except (OSError, ValueError) as exc:
-            raise ChannelSettingsError(f"payment.keyset {named}: {exc}") from exc
-    if not rt.config.sandbox_enabled:
-        return None
-    sandbox = getattr(rt, "sandbox", None)
-    if sandbox is not None and getattr(sandbox, "keyset", None):
-        return dict(sandbox.keyset), "the bundled sandbox"
-    from gonglun.embedded import sandbox_dir
+    """The keyset ``payment.keyset`` names, or the bundled sandbox's where it runs here."""
+    from gonglun.embedded import named_keyset
 
-    path = Path(sandbox_dir(rt)) / "sandbox.json"
     try:
-        return json.loads(path.read_text("utf-8")), str(path)
-    except (OSError, ValueError) as exc:
-        raise ChannelSettingsError(f"sandbox keyset {path}: {exc}") from exc
+        return named_keyset(rt, "payment.keyset")
+    except ValueError as exc:
+        raise ChannelSettingsError(str(exc)) from exc
 
 
 #: The channels' production gateways, used when the keys are configured.

@@ -1,0 +1,214 @@
+"""SMS verification codes (NTF-13, NTF-14), the one code component every flow uses.
+
+``send_code(rt, phone, scene)`` checks the scene's rules (mainland phone, login, bound phone,
+the ``sms_code_guard`` filter), then in one transaction the interval since the last code and
+the daily cap, stores the code's keyed HMAC only, and sends it through the SMS provider while
+the caller waits (a code that arrives minutes later is worthless, so it is never retried or
+re-sent; its delivery row keeps no code). ``verify_code`` checks the newest live code of the
+phone and scene, counting every attempt: after ``max_attempts`` wrong ones the code is dead.
+
+The HMAC key is ``notify.code_key`` (the same on every process); on the embedded default a
+key file under ``server.data_dir`` is made on first use. Without either, codes are refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from typing import Any
+
+from sqlalchemy import select, update
+
+from gonglun.accounts.models import User
+from gonglun.db import insert_ignore_returning_id
+from gonglun.errors import GonglunError
+from gonglun.plugins.notify.counters import day_of, last_at, now, take
+from gonglun.plugins.notify.models import Delivery, SmsCode
+from gonglun.plugins.notify.providers import (
+    DeliveryError,
+    Outbound,
+    ProviderUnavailable,
+    SettingsError,
+    get_provider,
+    mask,
+)
+from gonglun.plugins.notify.scenes import Scene, scenes_for
+from gonglun.plugins.notify.service import service
+
+_MAINLAND = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
+MSG_PHONE = "请输入正确的手机号\n注:目前仅支持国内手机号码段"
+MSG_UNAVAILABLE = "短信服务暂不可用, 请稍后再试"
+
+
+def normalize_phone(phone: Any) -> str:
+    """The 11-digit mainland number; anything else (arrays included, ACC-09) is refused."""
+    found = _MAINLAND.match(phone.strip()) if isinstance(phone, str) else None
+    if found is None:
+        raise GonglunError("notify.invalid_phone", MSG_PHONE)
+    return found.group(1)
+
+
+def code_scene(rt: Any, key: Any) -> Scene | None:
+    scene = scenes_for(rt).get(key) if isinstance(key, str) else None
+    return scene if scene is not None and scene.kind == "code" else None
+
+
+def code_key(rt: Any) -> bytes:
+    configured = rt.config.get("notify.code_key")
+    if configured:
+        if len(str(configured)) < 16:
+            raise SettingsError("notify.code_key must be at least 16 characters")
+        return str(configured).encode()
+    if not rt.config.embedded_default:
+        raise SettingsError("set notify.code_key (a long random string, the same on every "
+                            "process) to send SMS verification codes")
+    path = rt.config.data_dir / "notify" / "code.key"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another thread made it first
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def _digest(key: bytes, scene: str, phone: str, code: str) -> str:
+    return hmac.new(key, f"{scene}:{phone}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def _refuse_sender(rt: Any, scene: Scene, phone: str, user_id: int | None) -> None:
+    rule = scene.code
+    assert rule is not None
+    if rule.login_required and user_id is None:
+        raise GonglunError("auth.required", "请先登录", status=401)
+    if rule.require_bound_phone:
+        with rt.db.read() as session:
+            bound = session.scalar(select(User.id).where(
+                User.phone.in_((phone, "+86" + phone)), User.status == "active"))
+        if bound is None:
+            raise GonglunError("notify.phone_not_bound", "手机号未找到绑定账户,请重新提交")
+    errors = rt.hooks.apply_filters("sms_code_guard", [], phone=phone, scene=scene.key,
+                                    user_id=user_id)
+    if errors:
+        raise errors[0]
+
+
+def send_code(rt: Any, phone: Any, scene: Any, *, user_id: int | None = None,
+              ip: str | None = None) -> dict[str, Any]:
+    """Send a verification code of ``scene`` to ``phone``; raises ``GonglunError`` when the
+    rules refuse (``notify.code_too_soon`` and ``notify.code_daily_cap`` are 429s)."""
+    found = code_scene(rt, scene)
+    if found is None:
+        raise GonglunError("notify.unknown_code_scene", f"验证码场景不存在: {str(scene)[:32]}")
+    phone = normalize_phone(phone)
+    rule, sms = found.code, found.channels["sms"]
+    assert rule is not None
+    _refuse_sender(rt, found, phone, user_id)
+    try:
+        provider = get_provider(rt, "sms")
+        key = code_key(rt)
+    except (ProviderUnavailable, SettingsError):
+        raise GonglunError("notify.sms_unavailable", MSG_UNAVAILABLE, status=503) from None
+    if not sms.template_id:
+        raise GonglunError("notify.sms_unavailable", MSG_UNAVAILABLE, status=503)
+    svc = service(rt)
+    at, code = now(rt), f"{secrets.randbelow(10**rule.length):0{rule.length}d}"
+    day = day_of(at)
+    content = svc.renderer.render(found.key, "sms", {"code": code, "notice": {
+        "scene": found.key, "scene_name": found.name, "role": "user", "user": None}}, "",
+        base="_code")
+    with rt.db.write() as session:
+        if not take(session, f"codeint:{found.key}:{phone}", day, at=at,
+                    interval_s=rule.interval_s):
+            last = last_at(session, f"codeint:{found.key}:{phone}") or at
+            wait = max(1, int(rule.interval_s - (at - last).total_seconds()))
+            raise GonglunError("notify.code_too_soon", f"验证码发送过于频繁, 请{wait}秒后再试",
+                               status=429, data={"retry_after": wait},
+                               headers={"Retry-After": str(wait)})
+        if not take(session, f"code:{found.key}:{phone}:{day}", day, limit=rule.daily_cap,
+                    at=at):
+            raise GonglunError("notify.code_daily_cap", "今日验证码发送次数已达上限, 请明天再试",
+                               status=429)
+        code_id = insert_ignore_returning_id(session, SmsCode.__table__, {
+            "phone": phone, "scene": found.key, "code_hash": _digest(key, found.key, phone, code),
+            "user_id": user_id, "ip": (ip or "")[:64] or None, "attempts": 0, "created_at": at,
+            "expires_at": at + dt.timedelta(seconds=rule.validity_s), "consumed_at": None,
+        })
+        masked = {"params": ["*" * len(p) for p in content["params"]], "resend": False}
+        delivery_id = insert_ignore_returning_id(session, Delivery.__table__, {
+            "key": f"code:{code_id}", "scene": found.key, "user_id": user_id, "channel": "sms",
+            "provider": provider.name, "address": "+86" + phone, "status": "sending",
+            "reason": None, "attempts": 1, "next_attempt_at": at, "claimed_until": None,
+            "provider_id": None, "error": None, "payload": json.dumps(masked), "day": day,
+            "created_at": at, "sent_at": None,
+        })
+    message = Outbound(delivery_id, f"code:{code_id}", found.key, user_id, "+86" + phone,
+                       content, template_id=sms.template_id)
+    try:
+        serial = provider.send(rt, message)
+    except DeliveryError as exc:
+        _settle(rt, delivery_id, code_id, failed=f"{exc.code}: {exc.message}")
+        raise GonglunError("notify.sms_failed", "短信发送失败, 请稍后再试", status=502,
+                           data={"provider_code": exc.code}) from None
+    _settle(rt, delivery_id, None, provider_id=serial)
+    return {"scene": found.key, "phone": mask(phone), "expires_in": rule.validity_s,
+            "interval_s": rule.interval_s, "delivery_id": delivery_id}
+
+
+def _settle(rt: Any, delivery_id: int, dead_code: int | None, *, failed: str | None = None,
+            provider_id: str | None = None) -> None:
+    at = now(rt)
+    with rt.db.write() as session:
+        session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+            status="failed" if failed else "sent", error=failed,
+            provider_id=provider_id, sent_at=None if failed else at))
+        if dead_code is not None:  # never delivered: it must not be guessable either
+            session.execute(update(SmsCode).where(SmsCode.id == dead_code).values(
+                consumed_at=at))
+
+
+def verify_code(rt: Any, phone: Any, scene: Any, code: Any, *, consume: bool = True) -> bool:
+    """Whether ``code`` is the live code of ``phone`` and ``scene``; a match is consumed
+    (single use) unless ``consume`` is false. Every call counts as an attempt."""
+    found = code_scene(rt, scene)
+    if found is None or not isinstance(code, str) or not code.isascii() or not code.isdigit():
+        return False
+    try:
+        phone = normalize_phone(phone)
+        key = code_key(rt)
+    except (GonglunError, SettingsError):
+        return False
+    rule = found.code
+    assert rule is not None
+    at = now(rt)
+    with rt.db.write() as session:
+        row = session.execute(
+            select(SmsCode.id, SmsCode.code_hash)
+            .where(SmsCode.phone == phone, SmsCode.scene == found.key,
+                   SmsCode.consumed_at.is_(None), SmsCode.expires_at > at)
+            .order_by(SmsCode.id.desc()).limit(1)).first()
+        if row is None:
+            return False
+        counted = session.execute(
+            update(SmsCode).where(SmsCode.id == row.id, SmsCode.consumed_at.is_(None),
+                                  SmsCode.attempts < rule.max_attempts)
+            .values(attempts=SmsCode.attempts + 1),
+            execution_options={"synchronize_session": False}).rowcount
+        if not counted:
+            return False
+        if not hmac.compare_digest(row.code_hash, _digest(key, found.key, phone, code)):
+            return False
+        if consume:
+            return bool(session.execute(
+                update(SmsCode).where(SmsCode.id == row.id, SmsCode.consumed_at.is_(None))
+                .values(consumed_at=at),
+                execution_options={"synchronize_session": False}).rowcount)
+        return True
