@@ -15,10 +15,8 @@ Anything else leaves the channel unavailable: a clear line at start (``channel_p
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from pathlib import Path
 from typing import Any
 
 from gonglun.errors import GonglunError
