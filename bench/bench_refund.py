@@ -92,10 +92,15 @@ def paid_wx_orders(rt: Any, sb: Any, buyer: Any, n: int) -> list[int]:
 
 def refund_all(http: Any, ids: list[int], headers: dict[str, str], concurrency: int
                ) -> dict[str, Any]:
+    errors: dict[str, int] = {}
+
     def one(pid: int) -> tuple[int, float]:
         started = time.perf_counter()
         r = http.post(f"/v1/payments/{pid}/refunds", headers=headers,
                       json={"amount": 100, "way": "admin", "reason": "bench"})
+        if r.status_code != 201:
+            key = f"{r.status_code} {r.json().get('error')}"
+            errors[key] = errors.get(key, 0) + 1
         return r.status_code, time.perf_counter() - started
 
     started = time.perf_counter()
@@ -106,7 +111,7 @@ def refund_all(http: Any, ids: list[int], headers: dict[str, str], concurrency: 
     lat = sorted(t for _, t in results)
     return {"refunds": len(ids), "ok": ok, "seconds": round(elapsed, 3),
             "per_s": round(ok / elapsed, 1), "p50_ms": round(lat[len(lat) // 2] * 1000, 1),
-            "p95_ms": round(lat[int(len(lat) * 0.95)] * 1000, 1)}
+            "p95_ms": round(lat[int(len(lat) * 0.95)] * 1000, 1), "errors": errors}
 
 
 def contention(http: Any, pid: int, heads: dict[str, dict[str, str]]) -> dict[str, Any]:

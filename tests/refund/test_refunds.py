@@ -333,3 +333,21 @@ def test_reconciliation_sees_refunds_on_both_sides(live: Live) -> None:
     kinds = {(i["kind"], i["payment_order"]) for i in
              reconcile(live.rt, today, "wxpay").items if i["status"] == "open"}
     assert kinds == {("refund_missing_channel", other["payment_order"])}
+
+
+def test_a_notification_faster_than_the_answer_still_answers_success(live: Live) -> None:
+    """The channel's REFUND.SUCCESS may be applied before the request's own answer: the
+    request then answers from what the refund is now."""
+    import concurrent.futures
+
+    live.sb.post("/sandbox/config", json={"refund_defaults": {"wxpay": "SUCCESS"}})
+    _, headers = live.user("buyer")
+    _, cs = live.user("cs", role="admin")
+    payments = [paid_channel(live, headers, "wxpay", 100) for _ in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda p: refund(live, p, cs, amount=100, way="admin",
+                                                 reason="退款"), payments))
+    assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers]
+    assert {a.json()["msg"] for a in answers} <= {
+        "订单退款成功", "订单退款请求已提交\n如果超过三天未到账,请联系平台客服进行处理"}
+    audit_clean(live)

@@ -308,6 +308,11 @@ def _ask_again(rt: Any, row: Refund, first: Any) -> Any:
 def answer(rt: Any, outcome: dict[str, Any], result: Any) -> dict[str, Any]:
     """The catalog's answer for what ``settle`` did (REF-11, REF-13, REF-15)."""
     kind = outcome["outcome"]
+    if kind == "unchanged":
+        # Another path (the channel's notification, a confirmation) applied the answer first:
+        # answer from what the refund is now.
+        status = outcome["data"]["refund"]["status"]
+        kind = {SUCCESS: "refunded", REFUNDING: "processing", FAILED: "failed"}.get(status, kind)
     if kind == "refunded":
         return {"msg": MSG_OK, **outcome["data"]}
     if kind == "processing":
