@@ -21,7 +21,7 @@ Scenarios, each ``--seconds`` long:
 pgbench runs ``UPDATE hot SET v = v + 1 WHERE id = 1`` with as many clients (and with one) on a
 fresh database of the same server. Prints a table; writes bench/results/ledger.json.
 
-    .venv/bin/python bench/bench_ledger.py [--seconds 5] [--processes 4] [--threads 2]
+    .venv-test/bin/python bench/bench_ledger.py [--seconds 5] [--processes 4] [--threads 2]
 """
 
 from __future__ import annotations
