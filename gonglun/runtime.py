@@ -136,7 +136,7 @@ class Runtime:
         if not self.__dict__.get("_startup_logged"):
             self._startup_logged = True
             for line in problems:
-                log.error("start-up check: %s", line)
+                log.warning("start-up check: %s", line)
         return problems
 
     # -- push --------------------------------------------------------------------------------
