@@ -247,6 +247,18 @@ def cmd_audit(rt: Any, args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_doctor(rt: Any, args: argparse.Namespace) -> int:
+    from gonglun.doctor import report, run
+
+    findings = run(rt, deploy_checks=args.deploy)
+    if args.json:
+        print(json.dumps([f.__dict__ for f in findings], ensure_ascii=False, indent=2))
+        return 1 if any(f.level == "error" for f in findings) else 0
+    text, code = report(findings)
+    print(text)
+    return code
+
+
 def cmd_jobs_list(rt: Any, args: argparse.Namespace) -> int:
     jobs = [{"name": j.name, "every_s": j.every_s, "actor": j.actor} for j in rt.periodic_jobs()]
     actors = [{"name": a.name, "queue": a.queue, "max_retries": a.max_retries}
@@ -317,6 +329,11 @@ def core_commands() -> list[Command]:
     def json_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true")
 
+    def doctor_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--deploy", action="store_true",
+                       help="also what a production deployment must have")
+        p.add_argument("--json", action="store_true")
+
     def outbox_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--sweep", action="store_true", help="re-send pending events now")
         p.add_argument("--failed", action="store_true",
@@ -335,6 +352,8 @@ def core_commands() -> list[Command]:
         Command("audit", "check the money invariants; exit 1 on a mismatch", json_flag,
                 cmd_audit),
         Command("outbox", "deferred-hook outbox counts, or --sweep", outbox_args, cmd_outbox),
+        Command("doctor", "check this installation (--deploy: for production); exit 1 on "
+                "errors", doctor_args, cmd_doctor),
     ]
 
 
