@@ -27,6 +27,17 @@ HTTP_ERRORS = {
 }
 
 
+def localized(req: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """The catalogue's English message when the client prefers English (docs/errors.md)."""
+    from gonglun.errorcodes import english, prefers_english
+
+    if prefers_english(req.get_header("Accept-Language")):
+        text = english(body["error"], body.get("data"))
+        if text:
+            body["msg"] = text
+    return body
+
+
 async def _domain_error(
     req: Any, resp: Any, ex: GonglunError, params: Any, ws: Any = None
 ) -> None:
@@ -34,7 +45,7 @@ async def _domain_error(
         await _close_ws(ws, ex.status)
         return
     resp.status = ex.status
-    resp.media = ex.to_dict()
+    resp.media = localized(req, ex.to_dict())
     for name, value in ex.headers.items():
         resp.set_header(name, value)
 
@@ -48,7 +59,7 @@ async def _http_error(
         return
     error, msg = HTTP_ERRORS.get(status, (f"http.{status}", ex.title or "请求失败"))
     resp.status = status
-    resp.media = {"code": status, "error": error, "msg": msg}
+    resp.media = localized(req, {"code": 1, "error": error, "msg": msg})
     for name, value in (ex.headers or {}).items():
         resp.set_header(name, value)
 
@@ -60,7 +71,9 @@ async def _unexpected(req: Any, resp: Any, ex: Exception, params: Any, ws: Any =
         await _close_ws(ws, 500)
         return
     resp.status = 500
-    resp.media = {"code": 500, "error": "server.error", "msg": f"服务器内部错误 (请求 {rid})"}
+    body = localized(req, {"code": 1, "error": "server.error", "msg": "服务器内部错误"})
+    body["msg"] += f" (请求 {rid})" if body["msg"] == "服务器内部错误" else f" (request {rid})"
+    resp.media = body
 
 
 class OutboxCollector:
