@@ -124,7 +124,7 @@ def scan(root: Path = ROOT) -> dict[str, Entry]:
                     error = _text(kw.value, names) or error
                 if kw.arg == "msg":
                     msg_node = kw.value
-            if not error or "." not in error and error != "rate_limited":
+            if not error or ("." not in error and error != "rate_limited"):
                 continue
             entry = entries[error]
             entry.id = error
