@@ -247,6 +247,32 @@ def cmd_audit(rt: Any, args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_config_show(rt: Any, args: argparse.Namespace) -> int:
+    """Every setting's effective value and where it came from; secrets masked."""
+    from gonglun.settings import mask, schema
+
+    declared = schema(rt.hooks)
+    rows = []
+    for path, setting in sorted(declared.items()):
+        value = rt.config.get(path, setting.default)
+        own = [s for p, s in rt.config.sources.items() if p == path or p.startswith(path + ".")]
+        source = own[0] if own else "default"
+        if value is None and not own and setting.default in (None, ""):
+            continue  # an unset optional setting (a channel key nobody gave)
+        if setting.type == "table":
+            value = {k: "…" for k in (value or {})} if value else {}
+        rows.append({"setting": path, "value": mask(setting, value), "source": source,
+                     "secret": setting.secret})
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return 0
+    width = max(len(r["setting"]) for r in rows)
+    for r in rows:
+        print(f"{r['setting']:<{width}}  {json.dumps(r['value'], ensure_ascii=False, default=str)}"
+              f"  ({r['source']})")
+    return 0
+
+
 def cmd_doctor(rt: Any, args: argparse.Namespace) -> int:
     from gonglun.doctor import report, run
 
@@ -376,6 +402,12 @@ def build_parser(rt: Any) -> argparse.ArgumentParser:
     add.add_argument("--role", default="user", choices=["user", "admin", "superadmin"])
     add.add_argument("--nickname")
     add.set_defaults(run=cmd_users_add)
+
+    config = sub.add_parser("config", help="the configuration").add_subparsers(dest="sub",
+                                                                                required=True)
+    show = config.add_parser("show", help="effective settings, their source, secrets masked")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=cmd_config_show)
 
     for name, fn, helptext in (
         ("plugins", cmd_plugins_list, "every plugin: name, source, enabled"),

@@ -93,6 +93,16 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
+def _leaf_paths(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            out.extend(_leaf_paths(value, f"{prefix}{key}."))
+        else:
+            out.append(f"{prefix}{key}")
+    return out
+
+
 def _literal(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -130,6 +140,8 @@ class Config:
         self.given: dict[str, Any] = copy.deepcopy(dict(data or {}))
         self.data: dict[str, Any] = _merge(copy.deepcopy(DEFAULTS), data or {})
         self.home: Path = Path.cwd()
+        #: Where each given value came from (``gonglun config show``).
+        self.sources: dict[str, str] = {p: "given" for p in _leaf_paths(self.given)}
         self._check_sandbox()
 
     def _check_sandbox(self) -> None:
@@ -172,10 +184,15 @@ class Config:
                 base = file.resolve().parent
         elif path is not None:
             raise ConfigError(f"configuration file not found: {file}")
-        _merge(data, env_overrides(environ))
+        sources = {path: f"file {file}" for path in _leaf_paths(data)}
+        env = env_overrides(environ)
+        sources.update({path: "environment" for path in _leaf_paths(env)})
+        sources.update({path: "override" for path in _leaf_paths(overrides or {})})
+        _merge(data, env)
         _merge(data, overrides or {})
         config = cls(data)
         config.home = base
+        config.sources = sources
         for section, key in PATH_SETTINGS:
             value = config.get(f"{section}.{key}")
             if isinstance(value, str) and value and not Path(value).is_absolute():

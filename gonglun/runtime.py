@@ -57,6 +57,9 @@ class Runtime:
             pm.load(self.config.disabled_plugins, entry_points=entry_points)
         self.pm = pm
         self.hooks = Hooks(pm, self, trace=bool(self.config.get("hooks.trace")))
+        from gonglun.settings import check, schema
+
+        check(self.config.given, schema(self.hooks))
         self.db = Database(
             self.config.database_url,
             echo=bool(self.config.get("database.echo")),

@@ -128,7 +128,10 @@ class PluginManager(pluggy.PluginManager):
     # -- loading ---------------------------------------------------------------------------
 
     def load(self, disabled: Iterable[str] = (), *, entry_points: bool = True) -> None:
-        """Block ``disabled``, register built-ins, then entry points; check dependencies."""
+        """Block ``disabled``, register built-ins, then entry points; check dependencies.
+
+        A disabled name no plugin has is refused with the nearest valid one (a typo would
+        otherwise leave the plugin running)."""
         disabled = set(disabled)
         refused = disabled & ESSENTIAL
         if refused:
@@ -153,6 +156,14 @@ class PluginManager(pluggy.PluginManager):
                 except Exception as exc:  # a broken third-party package must say who it is
                     raise PluginError(f"plugin {ep.name!r} failed to load: {exc}") from exc
                 self._register(plugin, ep.name, source)
+        unknown = sorted(disabled - set(self.known))
+        if unknown:
+            import difflib
+
+            near = difflib.get_close_matches(unknown[0], list(self.known), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise PluginError(f"plugins.disabled names {unknown[0]!r}, which no installed "
+                              f"plugin is{hint} (gonglun plugins list)")
         self.check_requirements()
 
     def _register(self, plugin: Any, name: str, source: str) -> None:

@@ -65,6 +65,12 @@ def register_ledger_accounts(rt: Any, accounts: dict[str, Any]) -> dict[str, Any
 
 
 @filter
+def register_settings(rt: Any, settings: list[Any]) -> list[Any]:
+    """Declare the plugin's settings: append ``gonglun.settings.Setting(path, type, default,
+    description, secret)`` items; undeclared settings stop start-up (docs/settings.md)."""
+
+
+@filter
 def register_migrations(rt: Any, locations: list[str]) -> list[str]:
     """Add Alembic version directories holding the plugin's own migrations; return the list."""
 
