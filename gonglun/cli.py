@@ -402,6 +402,9 @@ def build_parser(rt: Any) -> argparse.ArgumentParser:
     add.add_argument("--role", default="user", choices=["user", "admin", "superadmin"])
     add.add_argument("--nickname")
     add.set_defaults(run=cmd_users_add)
+    from gonglun.admin_cli import add_parsers
+
+    add_parsers(users)
 
     config = sub.add_parser("config", help="the configuration").add_subparsers(dest="sub",
                                                                                 required=True)

@@ -25,6 +25,28 @@ def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
         Route("/v1/me/ledger", r.MeLedger(rt), tags=("balance",)),
         Route("/v1/ws", r.Push(rt), tags=("push",)),
         Route("/v1/ws/tickets", r.WsTickets(rt), tags=("push",)),
+        *admin_routes(rt),
+    ]
+
+
+def admin_routes(rt: Any) -> list[Any]:
+    from gonglun.api import admin_resources as a
+    from gonglun.api.routes import Route
+
+    user = a.AdminUser(rt)
+    tags = ("admin",)
+    return [
+        Route("/v1/admin/users", a.AdminUsers(rt), tags=tags),
+        Route("/v1/admin/users/{user_id}", user, tags=tags, params=a.USER_ID),
+        Route("/v1/admin/users/{user_id}/ban", user, tags=tags, suffix="ban", params=a.USER_ID,
+              schemas={"post": a.BAN_SCHEMA}),
+        Route("/v1/admin/users/{user_id}/unban", user, tags=tags, suffix="unban",
+              params=a.USER_ID),
+        Route("/v1/admin/users/{user_id}/tokens/revoke", user, tags=tags, suffix="revoke",
+              params=a.USER_ID),
+        Route("/v1/admin/users/{user_id}/role", a.AdminUserRole(rt), tags=tags,
+              params=a.USER_ID, schemas={"post": a.ROLE_SCHEMA}),
+        Route("/v1/admin/actions", a.AdminActions(rt), tags=tags),
     ]
 
 
