@@ -437,14 +437,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Databases, logs and key files this process creates are its owner's alone.
     os.umask(0o077)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from gonglun.logs import plain_failure, setup
+
+    setup(os.environ.get("GONGLUN_SERVER__LOG_FORMAT", "text").strip('"'))
     config_path = None
     if "--config" in argv:
         i = argv.index("--config")
         config_path = argv[i + 1] if i + 1 < len(argv) else None
     try:
         config = Config.load(config_path)
+        setup(str(config.get("server.log_format", "text")))
         rt = _runtime(config)
     except (ConfigError, PluginError) as exc:
         print(f"gonglun: {exc}", file=sys.stderr)
@@ -460,6 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GonglunError as exc:
         print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)
         return 1
+    except Exception as exc:
+        line = plain_failure(exc, rt.config)
+        if line is None:
+            raise
+        print(f"gonglun: {line}", file=sys.stderr)
+        return 2
     finally:
         rt.close()
 

@@ -91,6 +91,8 @@ CORE: tuple[Setting, ...] = (
     S("server.embedded_services", "bool", "run the worker and scheduler inside `serve` when no "
       "broker is configured", default=True),
     S("hooks.trace", "bool", "log every hook call with its timings"),
+    S("server.log_format", "str", "text (one readable line) or json (one object a line, with "
+      "the request id)", default="text"),
     S("auth.token_ttl_days", "int", "lifetime of a login token"),
     S("auth.login_failures", "int", "failed logins per account and address per window"),
     S("auth.login_account_failures", "int", "failed logins per account from anywhere per window",

@@ -56,6 +56,9 @@ class RequestContext:
         rid = req.get_header("X-Request-Id") or ""
         ok = rid and len(rid) <= 64 and rid.isascii() and rid.isprintable()
         req.context.request_id = rid if ok else uuid.uuid4().hex
+        from gonglun.logs import REQUEST_ID
+
+        REQUEST_ID.set(req.context.request_id)
         req.context.user = None
         req.context.started = time.perf_counter()
         req.context.max_body = self.max_body

@@ -158,3 +158,46 @@ def test_app_module_uses_its_own_folder_from_anywhere(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip() == f"sqlite:///{project.resolve() / 'var' / 'gonglun.db'}"
     assert not (elsewhere / "var").exists()
+
+
+def test_operator_mistakes_get_one_plain_line(tmp_path: Path) -> None:
+    """A wrong database URL, an unmigrated database: what is wrong and what to run, no
+    traceback; a typo in a plugin name: the nearest valid one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONGLUN_")}
+
+    def gl(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gonglun.cli", *args], env={**env, **extra},
+                              capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    refused = gl("users", "list", GONGLUN_DATABASE_URL="postgresql://nobody@127.0.0.1:1/x")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "check database.url" in refused.stderr
+    empty = tmp_path / "empty.db"
+    unmigrated = gl("users", "list", GONGLUN_DATABASE_URL=f"sqlite:///{empty}")
+    assert unmigrated.returncode == 2 and "run `gonglun migrate`" in unmigrated.stderr
+    typo = gl("plugins", "list", GONGLUN_PLUGINS_DISABLED="redpaket")
+    assert typo.returncode == 2 and "did you mean 'redpacket'" in typo.stderr
+    assert "Traceback" not in unmigrated.stderr + typo.stderr
+
+
+def test_json_logs_carry_the_request_id() -> None:
+    import io
+    import logging
+
+    from gonglun.logs import REQUEST_ID, JsonFormatter, RequestIdFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("gonglun.test_json")
+    logger.addHandler(handler)
+    token = REQUEST_ID.set("req-123")
+    try:
+        logger.warning("paid %s", 5)
+    finally:
+        REQUEST_ID.reset(token)
+        logger.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    assert line["request_id"] == "req-123" and line["message"] == "paid 5"
+    assert line["level"] == "WARNING" and line["logger"] == "gonglun.test_json"
