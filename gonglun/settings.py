@@ -59,8 +59,14 @@ def S(path: str, type_: str, description: str, default: Any = ..., secret: bool 
     return Setting(path, type_, _d(path) if default is ... else default, description, secret)
 
 
+#: Vendor keys that are not strings.
+_KEY_TYPES = {"port": "int", "timeout": "float", "timestamp_skew_s": "float",
+              "apns_production": "bool", "time_to_live": "int"}
+
+
 def _keys(section: str, keys: dict[str, str], secrets: tuple[str, ...]) -> list[Setting]:
-    return [S(f"{section}.{k}", "str", d, None, k in secrets) for k, d in keys.items()]
+    return [S(f"{section}.{k}", _KEY_TYPES.get(k, "str"), d, None, k in secrets)
+            for k, d in keys.items()]
 
 
 CORE: tuple[Setting, ...] = (
