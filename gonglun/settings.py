@@ -149,7 +149,7 @@ PAYMENT: tuple[Setting, ...] = (
     S("payment.keyset", "path", "a sandbox keyset file for staging against a standalone "
       "sandbox (needs payment.gateway_url)", default=""),
     S("payment.gateway_url", "url", "the standalone sandbox's base URL (staging)", default=""),
-    S("payment.scenes", "table", "payment scenes: [payment.scenes.<key>] with DECISIONS.md 6's "
+    S("payment.scenes", "table", "payment scenes: [payment.scenes.<key>] with decision 6's "
       "fields (docs/payment.md)", default={}),
     S("payment.view_whitelist", "list", "users who may read any payment", default=[]),
     S("payment.late_payment", "str", "review | accept | refund a payment that landed after its "

@@ -7,7 +7,7 @@ Redis, hooks) injected by the runner; implementations take any subset of the arg
 arguments never break old plugins. Deferred actions carry only ids and JSON primitives: they are
 written to the outbox inside the business transaction and run on a worker after commit.
 
-Catalog mapping (spec/requirements.md): CORE-02 payment_success, CORE-03 payment_created and
+Catalog mapping (docs/requirements.md): CORE-02 payment_success, CORE-03 payment_created and
 payment_guard, CORE-04/05/07 channel_adapter, CORE-06 payment_closed, CORE-08 channel_config,
 CORE-09/10 refund_guard, CORE-11 refund_ok, CORE-12 refund_abnormal, CORE-14 balance_changed,
 CORE-15 identify_close, CORE-16 face_guard, CORE-17 face_ok, CORE-18 account_reset, CORE-19/20
@@ -44,7 +44,7 @@ def register_periodic_jobs(rt: Any, jobs: list[Any]) -> list[Any]:
 
 @filter
 def register_payment_scenes(rt: Any, scenes: dict[str, Any]) -> dict[str, Any]:
-    """Add or adjust payment scenes (key → settings, DECISIONS.md 6); return the mapping."""
+    """Add or adjust payment scenes (key → settings, decision 6); return the mapping."""
 
 
 @filter
@@ -113,7 +113,7 @@ def payment_closed(rt: Any, payment: dict[str, Any], reason: str) -> None:
 
 @action(deferred=True)
 def payment_late(rt: Any, payment: dict[str, Any], resolution: str) -> None:
-    """A verified payment arrived for an order closed locally (DECISIONS.md 7): review or refund."""
+    """A verified payment arrived for an order closed locally (decision 7): review or refund."""
 
 
 @decision
@@ -171,7 +171,7 @@ def refund_guard(
 def refund_reverse(
     rt: Any, session: Any, payment: dict[str, Any], refund: dict[str, Any]
 ) -> Any:
-    """Undo the scene's effect inside the refund transaction (DECISIONS.md 9); answer a result."""
+    """Undo the scene's effect inside the refund transaction (decision 9); answer a result."""
 
 
 @decision
@@ -295,7 +295,7 @@ def sms_code_guard(
 
 @decision
 def redpacket_can_grab(rt: Any, packet: dict[str, Any], user_id: int) -> Any:
-    """May ``user_id`` grab this group packet? The host application decides (DECISIONS.md 19)."""
+    """May ``user_id`` grab this group packet? The host application decides (decision 19)."""
 
 
 @action(deferred=True)
