@@ -4,8 +4,9 @@ double-entry ledger, against pgbench's hot-row UPDATE on the same PostgreSQL as 
 Every transfer is a full ``rt.db.write()`` transaction: key check, the wallet's conditional
 UPDATE ... RETURNING, the transfer row, the system account's shard row, the ``balance_changed``
 outbox row, commit (the outbox relay goes to a stub broker, so the figures are the database
-path). "Before" is the single-entry ``post`` of ``--before`` (default: where this branch left
-main), run by this same harness from an export of that commit, on a fresh database of its own.
+path). "Before" is the single-entry ``post`` of ``--before`` (default: the commit before the
+double-entry ledger), run by this same harness from an export of that commit, on a fresh
+database of its own.
 
 Scenarios, each ``--seconds`` long:
 
@@ -269,17 +270,10 @@ def pgbench(server: str, clients: int, seconds: float) -> dict[str, Any]:
 # -- orchestration ---------------------------------------------------------------------------
 
 
-def export(ref: str) -> Path:
-    """The tree of ``ref`` in a temporary directory (its ``gonglun`` package is "before")."""
-    where = Path(tempfile.mkdtemp(prefix="gl-before-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True,
-                             check=True)
-    subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
-    return where
-
-
 def run_before(ref: str, server: str | None, args: argparse.Namespace) -> list[dict[str, Any]]:
-    tree = export(ref)
+    from gonglun.testing import export_commit
+
+    tree = export_commit(ROOT, ref)
     try:
         out = tree / "before.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--impl", "before", "--out",
@@ -318,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", type=int, default=20_000,
                         help="transfers made (and analysed) before the clock starts")
     parser.add_argument("--before", default=None,
-                        help="git ref of the 'before' code (default: merge-base with main)")
+                        help="git ref of the 'before' code (default: the commit before the "
+                             "double-entry ledger)")
     parser.add_argument("--no-before", action="store_true")
     parser.add_argument("--rounds", type=int, default=2,
                         help="alternating after/before rounds; medians reported")
@@ -335,9 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     pg = os.environ.get("GONGLUN_BENCH_DATABASE_URL") or DEFAULT_PG
     servers = ([("postgresql", pg)] if reachable(pg) else []) + (
         [("sqlite", None)] if args.sqlite or not reachable(pg) else [])
-    ref = args.before or subprocess.run(
-        ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], capture_output=True,
-        text=True).stdout.strip() or "HEAD"
+    from gonglun.testing import pre_ledger_commit
+
+    ref = args.before or pre_ledger_commit(ROOT)
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
     ceilings: list[dict[str, Any]] = []

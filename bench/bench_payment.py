@@ -14,8 +14,9 @@ conditional UPDATE + notification record + outbox row in one transaction → rel
   processes start and the clock runs until every paid recharge's ``payment_success`` has run,
   i.e. its money is in the wallet (``money``); ``e2e`` is notifications plus that.
 
-``--compare`` runs the same with the code of ``--before`` (default: where this branch left
-main), exported to a temporary directory, in the same run, and prints after/before.
+``--compare`` runs the same with the code of ``--before`` (default: the commit before the
+double-entry ledger), exported to a temporary directory, in alternating rounds of the same run,
+and prints after/before (medians).
 
 Run: ``python bench/bench_payment.py`` (embedded default: SQLite, in-process Redis and broker)
      ``python bench/bench_payment.py --pg --e2e --compare`` (PostgreSQL and Redis on 127.0.0.1)
@@ -121,7 +122,7 @@ def main() -> None:
                         help="run gonglun worker processes and time payments end to end")
     parser.add_argument("--worker-processes", type=int, default=2)
     parser.add_argument("--compare", action="store_true", help="also the code of --before")
-    parser.add_argument("--before", help="git ref (default: merge-base of HEAD and main)")
+    parser.add_argument("--before", help="git ref (default: the commit before the ledger)")
     parser.add_argument("--rounds", type=int, default=2, help="with --compare: alternating")
     parser.add_argument("--tree", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -135,9 +136,9 @@ def main() -> None:
     else:
         # Rounds alternate which code runs first (after, before; before, after; ...), and each
         # figure is the median over rounds: the machine's noise and warm-up fall on both.
-        ref = args.before or subprocess.run(
-            ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], capture_output=True,
-            text=True).stdout.strip()
+        from gonglun.testing import pre_ledger_commit
+
+        ref = args.before or pre_ledger_commit(ROOT)
         runs: dict[str, list[dict[str, Any]]] = {"after": [], "before": []}
         for n in range(args.rounds):
             for which in (("after", "before") if n % 2 == 0 else ("before", "after")):
@@ -182,11 +183,10 @@ def ratios(after: dict[str, Any], before: dict[str, Any]) -> dict[str, float]:
 
 def before(args: Any, ref: str) -> dict[str, Any]:
     """This benchmark, run on an export of ``ref`` (its gonglun package and app.py)."""
-    tree = Path(tempfile.mkdtemp(prefix="gl-before-"))
+    from gonglun.testing import export_commit
+
+    tree = export_commit(ROOT, ref)
     try:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True,
-                                 check=True)
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
         out = tree / "result.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--tree",
                str(tree), "--out", str(out)]

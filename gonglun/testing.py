@@ -123,3 +123,29 @@ def fund_wallet(rt: Any, user_id: int, amount: int, *, key: str | None = None,
                     ref=f"fund:{user_id}", key=key or f"fund:{uuid.uuid4().hex}",
                     counter=MANUAL, remark="测试资金", operator_id=admin.id,
                     allow_negative=allow_negative)
+
+
+def pre_ledger_commit(root: Path) -> str:
+    """The commit just before the double-entry ledger replaced the single-entry one: the
+    benchmarks' "before" (the parent of the commit that deleted ``gonglun/ledger/service.py``)."""
+    import subprocess
+
+    found = subprocess.run(
+        ["git", "-C", str(root), "log", "-1", "--format=%H", "--diff-filter=D", "HEAD", "--",
+         "gonglun/ledger/service.py"], capture_output=True, text=True, check=True).stdout.strip()
+    if not found:
+        raise RuntimeError("no commit removed the single-entry ledger; pass --before REF")
+    return subprocess.run(["git", "-C", str(root), "rev-parse", f"{found}^"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def export_commit(root: Path, ref: str) -> Path:
+    """The tree of ``ref`` in a new temporary directory (for running another version's code)."""
+    import subprocess
+    import tempfile
+
+    where = Path(tempfile.mkdtemp(prefix="gl-before-"))
+    archive = subprocess.run(["git", "-C", str(root), "archive", ref], capture_output=True,
+                             check=True)
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
+    return where

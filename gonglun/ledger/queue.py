@@ -16,6 +16,7 @@ waits longer than the batch before theirs plus their own. Per process and runtim
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from typing import Any
 from gonglun.errors import GonglunError
 from gonglun.ledger.engine import Request, apply_requests
 from gonglun.ledger.moves import Move, TransferResult
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
 
@@ -100,8 +103,9 @@ class TransferQueue:
                 # batch's INSERT and the requests are redone one by one below.
                 apply_requests(rt, session, [w.request for w in live], ids, optimistic=True)
             return
-        except Exception:
-            pass  # the batch failed as a whole: each request alone below
+        except Exception as exc:  # the batch failed as a whole: each request alone below
+            log.info("transfer batch of %d failed (%s: %s); each request alone", len(batch),
+                     type(exc).__name__, str(exc)[:200])
         for w in batch:
             w.request = Request(w.request.moves, w.request.operator_id)
             try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select, union_all
+from sqlalchemy import bindparam, case, func, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from gonglun.errors import GonglunError
@@ -76,9 +76,16 @@ def account_balance(session: Session, code: str) -> int:
     return int(value or 0)
 
 
+#: Built once: every order creation and ``GET /v1/me`` read a wallet (its one row, shard 0).
+_WALLET_BALANCE = select(_B.c.balance).where(
+    _B.c.account_id == select(_A.c.id).where(_A.c.user_id == bindparam("u")).scalar_subquery(),
+    _B.c.shard == 0)
+
+
 def balance(session: Session, user_id: int) -> int:
     """A user's wallet balance in fen (0 before the first transfer)."""
-    return account_balance(session, wallet(user_id))
+    value = session.connection().execute(_WALLET_BALANCE, {"u": user_id}).scalar()
+    return int(value or 0)
 
 
 def negative_blocks(session: Session, user_id: int) -> bool:
