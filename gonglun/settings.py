@@ -27,6 +27,8 @@ class Setting:
     secret: bool = False
 
     def accepts(self, value: Any) -> bool:
+        if value is None:  # unset (TOML has no null; code may pass None for "not given")
+            return True
         t = self.type
         if t in ("str", "path", "url"):
             return isinstance(value, str)
