@@ -1,0 +1,98 @@
+"""``gonglun doctor --deploy``: on the embedded default it lists what a production operator must
+fix; on a production-shaped configuration (real PostgreSQL, Redis and broker, live keys, https,
+private metrics) it passes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gonglun.testing import fresh_database
+
+
+def doctor(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gonglun.cli", "doctor", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=180)
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GONGLUN_")}
+
+
+def test_embedded_default_lists_what_production_must_fix(tmp_path: Path) -> None:
+    env = clean_env()
+    subprocess.run([sys.executable, "-m", "gonglun.cli", "migrate"], cwd=tmp_path, env=env,
+                   check=True, capture_output=True, timeout=180)
+    plain = doctor(tmp_path, env)
+    assert "ok      database: sqlite reachable" in plain.stdout, plain.stdout
+    assert "ok      migrations: current" in plain.stdout
+    deploy = doctor(tmp_path, env, "--deploy", "--json")
+    assert deploy.returncode == 1, deploy.stdout
+    found = {(f["check"], f["level"]) for f in json.loads(deploy.stdout)}
+    for check in ("database", "redis", "broker", "sandbox", "public_url"):
+        assert (check, "error") in found, (check, found)
+    assert ("metrics", "warning") in found and ("proxies", "warning") in found
+
+
+def production_config(tmp_path: Path, database: str) -> str:
+    from gonglun.sandbox.keys import init_keyset
+
+    keys = init_keyset(tmp_path / "keys")
+    ali, wx = keys["alipay"], keys["wxpay"]
+    live_wx = {k: wx[k] for k in ("mchid", "appid", "merchant_private_key",
+                                  "merchant_serial_no", "platform_public_key", "public_key_id",
+                                  "apiv3_key")}
+
+    def toml_table(name: str, values: dict[str, Any]) -> str:
+        lines = [f"[{name}]"]
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+        return "\n".join(lines)
+
+    notify_alarm = {"sms": {"template_id": "1234567"}, "wechat": {"template_id": "tpl-alarm"}}
+    tables = [
+        toml_table("database", {"url": database}),
+        toml_table("redis", {"url": os.environ["GONGLUN_TEST_REDIS_URL"],
+                             "prefix": f"doctor{os.getpid()}:"}),
+        toml_table("broker", {"url": os.environ["GONGLUN_TEST_BROKER_URL"],
+                              "namespace": f"doctor{os.getpid()}"}),
+        toml_table("server", {"public_url": "https://pay.example.com",
+                              "metrics_token": "a-long-scrape-token-for-prometheus",
+                              "trusted_proxies": ["10.0.0.0/8"],
+                              "data_dir": str(tmp_path / "var")}),
+        toml_table("payment.alipay", {k: ali[k] for k in ("app_id", "app_private_key",
+                                                          "alipay_public_key")}),
+        toml_table("payment.wxpay", live_wx),
+        toml_table("refund", {"key": "r" * 40}),
+        toml_table("notify", {"code_key": "a code key that is long enough"}),
+        toml_table("notify.smtp", {"host": "smtp.example.com", "port": 465, "security": "tls",
+                                   "sender": "noreply@example.com"}),
+        toml_table("notify.tencentcloud", keys["tencentcloud"]),
+        toml_table("notify.wechat", keys["wechat"]),
+        toml_table("notify.jpush", keys["jpush"]),
+        *(toml_table(f"notify.scenes.alarm.channels.{c}", v) for c, v in notify_alarm.items()),
+    ]
+    path = tmp_path / "gonglun.toml"
+    path.write_text("\n\n".join(tables) + "\n", "utf-8")
+    return str(path)
+
+
+@pytest.mark.skipif(not (os.environ.get("GONGLUN_TEST_DATABASE_URL", "").startswith(
+    ("postgresql", "mysql")) and os.environ.get("GONGLUN_TEST_REDIS_URL")
+    and os.environ.get("GONGLUN_TEST_BROKER_URL")), reason="needs PostgreSQL, Redis, a broker")
+def test_production_shaped_configuration_passes(tmp_path: Path) -> None:
+    with fresh_database(os.environ["GONGLUN_TEST_DATABASE_URL"], tmp_path) as url:
+        env = {**clean_env(), "GONGLUN_CONFIG": production_config(tmp_path, url)}
+        migrated = subprocess.run([sys.executable, "-m", "gonglun.cli", "migrate"], cwd=tmp_path,
+                                  env=env, capture_output=True, text=True, timeout=180)
+        assert migrated.returncode == 0, migrated.stderr
+        result = doctor(tmp_path, env, "--deploy")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "ERROR" not in result.stdout
+        assert "ok      sandbox: off: real channels" in result.stdout
