@@ -25,6 +25,7 @@ def schemathesis_cmd() -> list[str]:
     return [found] if found else [sys.executable, "-m", "schemathesis.cli"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("who", ["anonymous", "user", "admin"])
 def test_schemathesis_finds_no_server_error(live: Live, who: str, tmp_path: Path) -> None:
     headers: list[str] = []
