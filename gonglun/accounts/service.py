@@ -280,7 +280,8 @@ def token_hash(token: str) -> str:
 
 
 def issue_token(
-    session: Session, user_id: int, ttl_days: int = 30, label: str | None = None
+    session: Session, user_id: int, ttl_days: int = 30, label: str | None = None, *,
+    platform: str | None = None, user_agent: str | None = None, ip: str | None = None,
 ) -> str:
     """A new bearer token for ``user_id``; the plain token is returned once and never stored."""
     if isinstance(ttl_days, bool) or not isinstance(ttl_days, int | float):
@@ -299,6 +300,10 @@ def issue_token(
             label=label,
             created_at=now,
             expires_at=now + dt.timedelta(days=ttl_days),
+            platform=(platform or None) and platform[:16],
+            user_agent=(user_agent or None) and user_agent[:255],
+            ip=(ip or None) and ip[:64],
+            last_seen_at=now,
         )
     )
     session.flush()
