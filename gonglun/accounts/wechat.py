@@ -194,3 +194,19 @@ def openid_of(session: Session, user_id: int, platform: str | None) -> str | Non
     """The caller's openid for their platform (ACC-02); the official account's otherwise."""
     key = OPENID_META.get(platform or "", OPENID_META["mp"])
     return get_meta(session, user_id, key)
+
+
+def phone_has_wechat(rt: Any, phone: str, platform: str) -> bool:
+    """Whether the account owning ``phone`` has a WeChat of ``platform`` (NTF-14)."""
+    from gonglun.accounts.models import User
+
+    with rt.db.read() as session:
+        user_id = session.scalar(select(User.id).where(User.phone == phone))
+        return user_id is not None and openid_of(session, user_id, platform) is not None
+
+
+def phone_owner(rt: Any, phone: str) -> int | None:
+    from gonglun.accounts.models import User
+
+    with rt.db.read() as session:
+        return session.scalar(select(User.id).where(User.phone == phone))
