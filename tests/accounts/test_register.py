@@ -85,7 +85,7 @@ def test_every_refusal_of_wechat_registration(live: Live) -> None:
 
 
 def test_wechat_already_bound_and_bind_refusals(live: Live) -> None:
-    data, phone, openid = register_wechat(live, "mp", unionid=oid("u"))
+    _, phone, _ = register_wechat(live, "mp", unionid=oid("u"))
     # Another sign-in of the same openid logs in; a ticket for it cannot register again.
     forged_openid_ticket = ticket_for(live, "mp", oid())
     other_phone = live.phone()
