@@ -31,9 +31,6 @@ SCENES = {"phone": "register", "wechat": "wechat_reg", "wechat_bind": "wechat_bi
 REQUIRED = {"phone": ("phone", "code", "nickname"),
             "wechat": ("nickname", "phone", "code", "ticket"),
             "wechat_bind": ("phone", "code", "ticket")}
-INCOMPLETE = {"phone": ("account.register_incomplete", "注册参数不完整"),
-              "wechat": ("account.register_incomplete", "注册参数不完整"),
-              "wechat_bind": ("account.bind_incomplete", "绑定参数不完整")}
 MSG_PHONE_TAKEN = "该手机号已注册,请直接登录"
 MSG_NO_ACCOUNT = "绑定失败: 该手机未关联平台账户"
 MSG_CODE = "验证码错误"
@@ -65,9 +62,11 @@ def _check_code(rt: Any, phone: str, scene: str, code: Any) -> None:
 def _validate(rt: Any, kind: str, body: dict[str, Any]) -> dict[str, Any]:
     """Every check that reads only: the ticket, the phone, the nickname, who is bound."""
     missing = [f for f in REQUIRED[kind] if f != "ticket" and body.get(f) in (None, "")]
+    if missing and kind == "wechat_bind":
+        raise GonglunError("account.bind_incomplete", "绑定参数不完整", data={"field": missing[0]})
     if missing:
-        error, msg = INCOMPLETE[kind]
-        raise GonglunError(error, msg, data={"field": missing[0]})
+        raise GonglunError("account.register_incomplete", "注册参数不完整",
+                           data={"field": missing[0]})
     found: dict[str, Any] = {"ticket": None}
     if kind != "phone":
         ticket = found["ticket"] = tickets.read(rt, body.get("ticket"))
