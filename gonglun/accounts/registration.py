@@ -22,6 +22,7 @@ from gonglun.accounts import tickets, wechat
 from gonglun.accounts.login import Client, announce, finish_login
 from gonglun.accounts.models import User
 from gonglun.accounts.profile import check_nickname, check_phone, user_by_phone
+from gonglun.accounts.service import _check_password as check_password_rules
 from gonglun.accounts.service import create_user, set_meta
 from gonglun.api.util import get_str
 from gonglun.errors import GonglunError, conflict
@@ -94,8 +95,8 @@ def _validate(rt: Any, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         if ticket is not None and wechat.unionid_user(session, ticket.unionid) is not None:
             raise conflict("account.wechat_bound", wechat.MSG_BOUND)
     password = body.get("password")
-    if kind == "phone" and password is not None and not isinstance(password, str):
-        raise GonglunError("user.invalid_password", "密码格式错误")
+    if password is not None:
+        check_password_rules(password)
     found["password"] = password or secrets.token_urlsafe(24)
     return found
 

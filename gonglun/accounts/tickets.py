@@ -85,7 +85,11 @@ def read(rt: Any, text: Any) -> Ticket:
     if not isinstance(text, str) or len(text) > MAX_LEN or text.count(".") != 1:
         raise GonglunError("account.invalid_ticket", MSG_INVALID)
     payload, mac = text.split(".")
-    expected = hmac.new(_key(rt), PURPOSE + payload.encode(), hashlib.sha256).digest()
+    try:
+        key = key_from(rt, "accounts.ticket_key", "ticket")
+    except KeyMissing:  # no key: no ticket was ever issued here
+        raise GonglunError("account.invalid_ticket", MSG_INVALID) from None
+    expected = hmac.new(key, PURPOSE + payload.encode(), hashlib.sha256).digest()
     try:
         given = _unb64(mac)
         body = json.loads(_unb64(payload)) if hmac.compare_digest(given, expected) else None
