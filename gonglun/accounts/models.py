@@ -42,6 +42,10 @@ class User(Base):
     login: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     nickname: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: ``nickname_key(nickname)``: the unique index is what makes nicknames unique (ACC-05),
+    #: so two racing registrations of one nickname get one account. NULL without a nickname.
+    nickname_key: Mapped[str | None] = mapped_column(String(191), nullable=True, unique=True,
+                                                     index=True)
     role: Mapped[str] = mapped_column(String(16), default="user")
     status: Mapped[str] = mapped_column(String(16), default="active")
     #: None with status ``banned`` means a permanent ban.
@@ -52,6 +56,11 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(191), nullable=True, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+def nickname_key(nickname: str) -> str:
+    """The form nicknames are compared in: trimmed and lower-cased ("Alice" is "alice")."""
+    return nickname.strip().lower()
 
 
 class UserMeta(Base):

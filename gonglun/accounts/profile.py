@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gonglun.accounts.models import User
-from gonglun.accounts.service import get_meta
+from gonglun.accounts.models import User, nickname_key
+from gonglun.accounts.service import NICKNAME_TAKEN, get_meta
 from gonglun.errors import GonglunError, conflict
 
 _PHONE = re.compile(r"^(?:\+?86)?(1[3-9][0-9]{9})$")
@@ -44,10 +44,15 @@ def check_nickname(session: Session, nickname: Any) -> str:
                            f"昵称长度须为{NICKNAME_MIN}-{NICKNAME_MAX}个字符")
     if not _NICKNAME.match(value):
         raise GonglunError("account.invalid_nickname", "昵称只能包含中文、字母、数字、_和-")
-    taken = session.scalar(select(User.id).where(func.lower(User.nickname) == value.lower()))
-    if taken is not None:
-        raise conflict("account.nickname_taken", "该昵称已被使用")
+    if nickname_taken(session, value):
+        raise conflict("account.nickname_taken", NICKNAME_TAKEN)
     return value
+
+
+def nickname_taken(session: Session, nickname: str) -> bool:
+    """Whether an account holds the nickname (the check; the unique index is the guarantee)."""
+    key = nickname_key(nickname)
+    return session.scalar(select(User.id).where(User.nickname_key == key)) is not None
 
 
 def user_by_phone(session: Session, phone: str) -> User | None:

@@ -21,9 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from gonglun.accounts import tickets, wechat
 from gonglun.accounts.login import Client, announce, finish_login
 from gonglun.accounts.models import User
-from gonglun.accounts.profile import check_nickname, check_phone, user_by_phone
+from gonglun.accounts.profile import check_nickname, check_phone, nickname_taken, user_by_phone
+from gonglun.accounts.service import NICKNAME_TAKEN, create_user, set_meta
 from gonglun.accounts.service import _check_password as check_password_rules
-from gonglun.accounts.service import create_user, set_meta
 from gonglun.api.util import get_str
 from gonglun.errors import GonglunError, conflict
 
@@ -112,6 +112,22 @@ def _create(rt: Any, session: Any, kind: str, found: dict[str, Any]) -> int:
     return int(user.id)
 
 
+def _collision(rt: Any, kind: str, found: dict[str, Any]) -> GonglunError | None:
+    """The refusal for a write a unique constraint stopped, looked up again now that the
+    racing registration has committed (constraint names differ between databases)."""
+    ticket = found["ticket"]
+    with rt.db.read() as session:
+        if ticket is not None and wechat.bound_user(session, ticket.platform, ticket.openid):
+            return conflict("account.wechat_bound", wechat.MSG_BOUND)
+        if kind == "wechat_bind":
+            return None
+        if user_by_phone(session, found["phone"]) is not None:
+            return conflict("account.phone_taken", MSG_PHONE_TAKEN)
+        if nickname_taken(session, found["nickname"]):
+            return conflict("account.nickname_taken", NICKNAME_TAKEN)
+    return None
+
+
 def register(rt: Any, body: Any, client: Client) -> dict[str, Any]:
     """``xc_reg_hook``: register or bind per ``body["type"]``, then log in (201 data)."""
     if not isinstance(body, dict) or not body:
@@ -137,7 +153,10 @@ def register(rt: Any, body: Any, client: Client) -> dict[str, Any]:
             if kind == "phone":
                 set_meta(session, user_id, "register_type", "phone")
             data = finish_login(rt, session, user_id, method, client)
-    except IntegrityError:  # a racing registration took the phone (or the openid) first
-        raise conflict("account.phone_taken", MSG_PHONE_TAKEN) from None
+    except IntegrityError:  # a racing registration committed first: say what it took
+        taken = _collision(rt, kind, found)
+        if taken is None:
+            raise
+        raise taken from None
     announce(rt, user_id, method, client)
     return data

@@ -1,4 +1,4 @@
-"""accounts: WeChat bindings per platform, session details on tokens
+"""accounts: WeChat bindings per platform, session details on tokens, unique nicknames
 
 Revision ID: 0007_accounts
 Revises: 0006_admin
@@ -41,9 +41,33 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('user_agent', sa.String(length=255), nullable=True))
         batch_op.add_column(sa.Column('ip', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('last_seen_at', gonglun.db.UTCDateTime(timezone=True), nullable=True))
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('nickname_key', sa.String(length=191), nullable=True))
+    _fill_nickname_keys()
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_users_nickname_key'), ['nickname_key'], unique=True)
+
+
+def _fill_nickname_keys() -> None:
+    """Existing nicknames get their key, oldest account first. A later account whose nickname
+    collides (by the database's own comparison) keeps it for display without holding it."""
+    users = sa.table('users', sa.column('id', ID), sa.column('nickname', sa.String),
+                     sa.column('nickname_key', sa.String))
+    conn = op.get_bind()
+    rows = conn.execute(sa.select(users.c.id, users.c.nickname)
+                        .where(users.c.nickname.is_not(None)).order_by(users.c.id)).all()
+    for user_id, nickname in rows:
+        key = nickname.strip().lower()  # gonglun.accounts.models.nickname_key, frozen here
+        held = conn.execute(sa.select(users.c.id).where(users.c.nickname_key == key)).first()
+        if key and held is None:
+            conn.execute(sa.update(users).where(users.c.id == user_id)
+                         .values(nickname_key=key))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_users_nickname_key'))
+        batch_op.drop_column('nickname_key')
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_column('last_seen_at')
         batch_op.drop_column('ip')
