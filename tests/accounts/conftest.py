@@ -169,3 +169,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             cleanup_redis(rt)
             rt.close()
             passwords.use(old)
+
+
+@pytest.fixture
+def worker(live: Live) -> Iterator[None]:
+    """A Dramatiq worker for one test: deferred events (notify scenes) are delivered."""
+    import dramatiq
+
+    running = dramatiq.Worker(live.rt.broker, worker_threads=2, worker_timeout=100)
+    running.start()
+    try:
+        yield
+    finally:
+        running.stop()
