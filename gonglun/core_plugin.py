@@ -7,7 +7,8 @@ from typing import Any
 from gonglun.hooks import hookimpl
 from gonglun.ledger.plugin import register_ledger_commands, register_ledger_routes
 
-__all__ = ["health", "register_ledger_commands", "register_ledger_routes", "register_routes"]
+__all__ = ["find_account", "health", "register_ledger_commands", "register_ledger_routes",
+           "register_routes", "sms_code_guard", "user_login"]
 
 
 @hookimpl(priority=0)
@@ -23,9 +24,27 @@ def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
         Route("/v1/sessions", r.Sessions(rt), tags=("auth",), schemas={"post": r.login_schema()}),
         Route("/v1/me", r.Me(rt), tags=("auth",)),
         Route("/v1/me/ledger", r.MeLedger(rt), tags=("balance",)),
+        *account_routes(rt),
         Route("/v1/ws", r.Push(rt), tags=("push",)),
         Route("/v1/ws/tickets", r.WsTickets(rt), tags=("push",)),
         *admin_routes(rt),
+    ]
+
+
+def account_routes(rt: Any) -> list[Any]:
+    from gonglun.api import account_resources as a
+    from gonglun.api.routes import Route
+
+    tags = ("auth",)
+    return [
+        Route("/v1/sessions/wechat", a.WechatSessions(rt), tags=tags,
+              schemas={"post": a.WECHAT_SCHEMA}),
+        Route("/v1/registrations", a.Registrations(rt), tags=tags,
+              schemas={"post": a.REGISTER_SCHEMA}),
+        Route("/v1/me/sessions", a.MeSessions(rt), tags=tags),
+        Route("/v1/me/sessions/{session_id}", a.MeSession(rt), tags=tags, params=a.SESSION_ID),
+        Route("/v1/me/login-alert", a.LoginAlert(rt), tags=tags,
+              schemas={"put": a.ALERT_SCHEMA}),
     ]
 
 
@@ -55,6 +74,36 @@ def health(rt: Any, checks: dict[str, Any]) -> dict[str, Any]:
     from gonglun.api.core_resources import health_checks
 
     return health_checks(rt, checks)
+
+
+@hookimpl(priority=0)
+def find_account(rt: Any, kind: str, value: Any) -> Any:
+    from gonglun.accounts.signin import find_account as find
+
+    return find(rt, kind, value)
+
+
+@hookimpl(priority=0)
+def user_login(rt: Any, user_id: int, method: str, ip: str, platform: str,
+               user_agent: str) -> None:
+    """The remote-login alert (OPS-09)."""
+    from gonglun.accounts.risk import on_login
+
+    on_login(rt, user_id, method, ip, platform, user_agent)
+
+
+@hookimpl(priority=0)
+def sms_code_guard(rt: Any, errors: list[Any], phone: str, scene: str,
+                   user_id: int | None) -> list[Any]:
+    """NTF-14: no official-account registration code for a phone whose account has WeChat."""
+    from gonglun.accounts.wechat import phone_has_wechat
+
+    if scene == "wechat_reg" and phone_has_wechat(rt, phone, "mp"):
+        from gonglun.errors import GonglunError
+
+        errors.append(GonglunError("account.phone_wechat_bound",
+                                   "短信发送失败:该手机号已绑定过微信", status=409))
+    return errors
 
 
 @hookimpl(priority=0)

@@ -181,11 +181,37 @@ def deploy(rt: Any) -> list[Finding]:
     need(bool(c.get("server.trusted_proxies")), "proxies", "configured",
          "no trusted proxy: rate limits see the proxy's address behind a proxy",
          "set server.trusted_proxies to your proxies' addresses", level="warning")
+    ip_db = c.path("accounts.ip_db")
+    unreadable = _unreadable(ip_db)
+    need(unreadable is None, "accounts.ip_db", str(ip_db),
+         f"{unreadable}: no remote-login alert (OPS-09)",
+         "set accounts.ip_db to a readable MaxMind-format database with provinces "
+         "(docs/accounts.md)", level="warning")
+    ticket = str(c.get("accounts.ticket_key") or "")
+    need(len(ticket) >= 16, "accounts.ticket_key", "set",
+         "shorter than 16 characters: WeChat registration refused" if ticket else
+         "from a key file in the data dir: tickets hold on this machine only"
+         if c.embedded_default else "unset: WeChat registration refused",
+         "set accounts.ticket_key to a long random string, the same on every process",
+         level="warning")
     key = str(c.get("refund.key") or "")
     need(len(key) >= 32, "refund.key", "set", "unset or short: system refunds over HTTP refused",
          "set refund.key to 32+ random characters if services refund over HTTP",
          level="warning")
     return out
+
+
+def _unreadable(path: Path | None) -> str | None:
+    """Why the address database cannot serve the remote-login alert, or None when it can."""
+    if path is None:
+        return "unset"
+    try:
+        import maxminddb
+
+        maxminddb.open_database(str(path)).close()
+    except (OSError, ValueError, RuntimeError) as exc:  # missing, unreadable, not MaxMind
+        return f"{path} cannot be read ({type(exc).__name__})"
+    return None
 
 
 def run(rt: Any, *, deploy_checks: bool = False) -> list[Finding]:

@@ -111,6 +111,24 @@ CORE: tuple[Setting, ...] = (
     S("auth.lockout_max_s", "int", "longest lockout"),
     S("auth.max_pending", "int", "password checks waiting before logins get 429", default=16),
     S("auth.ws_ticket_ttl_s", "int", "lifetime of a websocket ticket"),
+    S("accounts.ticket_key", "str", "HMAC key of WeChat registration tickets (embedded default: "
+      "a key file in the data folder)", default="", secret=True),
+    S("accounts.ticket_ttl_s", "int", "lifetime of a WeChat registration ticket", default=300),
+    S("accounts.multi_device", "bool", "false: every login signs the user's other devices out",
+      default=True),
+    S("accounts.register_limit", "int", "registrations (and binding attempts) per address per "
+      "window", default=10),
+    S("accounts.register_window_s", "int", "registration throttling window", default=3600),
+    S("accounts.ip_db", "path", "MaxMind-format IP database giving provinces (remote-login "
+      "alert, OPS-09); empty: the alert is off", default=""),
+    *[s for p in ("mp", "app", "pc", "mini") for s in _keys(
+        f"accounts.wechat.{p}", {"appid": f"WeChat {p} appid", "secret": "its AppSecret"},
+        ("secret",))],
+    S("accounts.wechat.api_base", "url", "WeChat API base URL",
+      default="https://api.weixin.qq.com/"),
+    S("accounts.wechat.timeout", "float", "seconds per WeChat call", default=10),
+    S("accounts.keyset", "path", "a sandbox keyset for WeChat sign-in (staging)", default=""),
+    S("accounts.gateway_url", "url", "the standalone sandbox for WeChat sign-in", default=""),
     S("sandbox.enabled", "auto-bool", "the gateway sandbox: unset = on only on the embedded "
       "default; true = on (staging, announced); false = off"),
     S("sandbox.dir", "path", "the sandbox's keyset folder (default: <data_dir>/sandbox)"),

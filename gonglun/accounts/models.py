@@ -42,6 +42,10 @@ class User(Base):
     login: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     nickname: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: ``nickname_key(nickname)``: the unique index is what makes nicknames unique (ACC-05),
+    #: so two racing registrations of one nickname get one account. NULL without a nickname.
+    nickname_key: Mapped[str | None] = mapped_column(String(191), nullable=True, unique=True,
+                                                     index=True)
     role: Mapped[str] = mapped_column(String(16), default="user")
     status: Mapped[str] = mapped_column(String(16), default="active")
     #: None with status ``banned`` means a permanent ban.
@@ -52,6 +56,11 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(191), nullable=True, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+def nickname_key(nickname: str) -> str:
+    """The form nicknames are compared in: trimmed and lower-cased ("Alice" is "alice")."""
+    return nickname.strip().lower()
 
 
 class UserMeta(Base):
@@ -76,3 +85,32 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: What the owner sees in their session list (``GET /v1/me/sessions``): the client's
+    #: platform, user agent and address at login, and when the token was last used.
+    platform: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class WechatBinding(Base):
+    """One WeChat openid of one platform bound to one account (ACC-07, decision 18).
+
+    The unique (platform, openid) is the arbiter of "WeChat already bound": two racing
+    registrations with one openid get one account. The same openids are mirrored into user
+    meta (``weixin_uid``, ``weixin_app_uid``, ``weixin_apc_uid``, ``weixin_mini_uid``,
+    ``wechat_unionid``), where the notify plugin and legacy readers look for them.
+    """
+
+    __tablename__ = "wechat_bindings"
+    __table_args__ = (
+        UniqueConstraint("platform", "openid"),
+        UniqueConstraint("user_id", "platform"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ID, ForeignKey("users.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(8))
+    openid: Mapped[str] = mapped_column(String(64))
+    unionid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from gonglun.accounts import passwords
-from gonglun.accounts.models import ROLES, ApiToken, User, UserMeta
+from gonglun.accounts.models import ROLES, ApiToken, User, UserMeta, nickname_key
 from gonglun.db import insert_ignore, utcnow
 from gonglun.errors import GonglunError, conflict, not_found
 
@@ -29,6 +29,7 @@ META_KEY_MAX = 64
 MAX_TOKEN_DAYS = 3650
 
 INVALID_CREDENTIALS = "账号或密码错误"
+NICKNAME_TAKEN = "该昵称已被使用"
 
 
 def _hooks(rt_or_hooks: Any) -> Any:
@@ -77,8 +78,9 @@ def create_user(
 ) -> User:
     """Create an active account. With ``rt`` (or its hooks), ``user_registered`` is deferred.
 
-    The unique login is the arbiter: two racing registrations of one login get one account
-    and one ``user.login_taken``, whatever the isolation level.
+    The unique login and nickname key are the arbiters: two racing registrations of one login
+    (or one nickname) get one account and one ``user.login_taken`` (``account.nickname_taken``),
+    whatever the isolation level.
     """
     value = normalize_login(login)
     _check_password(password)
@@ -94,13 +96,17 @@ def create_user(
             "login": value,
             "password_hash": passwords.hash_password(password),
             "nickname": nickname,
+            "nickname_key": None if nickname is None else nickname_key(nickname),
             "role": role,
             "status": "active",
             "created_at": now,
             "updated_at": now,
         },
     )
-    if not inserted:
+    if not inserted:  # the login or the nickname collided: the login is the one to look up
+        if nickname is not None and session.scalar(
+                select(User.id).where(User.login == value)) is None:
+            raise conflict("account.nickname_taken", NICKNAME_TAKEN)
         raise conflict("user.login_taken", "该登录名已被注册")
     user = session.scalars(select(User).where(User.login == value)).one()
     if rt is not None:
@@ -280,7 +286,8 @@ def token_hash(token: str) -> str:
 
 
 def issue_token(
-    session: Session, user_id: int, ttl_days: int = 30, label: str | None = None
+    session: Session, user_id: int, ttl_days: int = 30, label: str | None = None, *,
+    platform: str | None = None, user_agent: str | None = None, ip: str | None = None,
 ) -> str:
     """A new bearer token for ``user_id``; the plain token is returned once and never stored."""
     if isinstance(ttl_days, bool) or not isinstance(ttl_days, int | float):
@@ -299,6 +306,10 @@ def issue_token(
             label=label,
             created_at=now,
             expires_at=now + dt.timedelta(days=ttl_days),
+            platform=(platform or None) and platform[:16],
+            user_agent=(user_agent or None) and user_agent[:255],
+            ip=(ip or None) and ip[:64],
+            last_seen_at=now,
         )
     )
     session.flush()

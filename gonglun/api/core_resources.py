@@ -113,37 +113,55 @@ class Sessions:
         self.max_pending = int(rt.config.get("auth.max_pending", 16))
 
     def _credentials(self, login: str) -> tuple[int, str] | None:
+        """By login name, else (a mainland phone number) by the account's phone."""
         from gonglun.accounts import credentials
+        from gonglun.accounts.models import User
 
         with self.rt.db.read() as session:
-            return credentials(session, login)
+            found = credentials(session, login)
+            if found is None:
+                user_id = self.rt.hooks.decide("find_account", kind="phone", value=login)
+                user = session.get(User, user_id) if user_id else None
+                found = (user.id, user.password_hash) if user is not None else None
+            return found
 
-    def _issue(self, user_id: int, password: str, ip: str) -> dict[str, Any]:
-        from gonglun.accounts import admit, issue_token, user_dict
+    def _issue(self, user_id: int, password: str, client: Any) -> dict[str, Any]:
+        from gonglun.accounts import admit
+        from gonglun.accounts.login import announce, finish_login
 
-        ttl = int(self.rt.config.get("auth.token_ttl_days", 30))
         with self.rt.db.write() as session:
-            user = admit(session, user_id, password)
-            token = issue_token(session, user.id, ttl_days=ttl, label="session")
-            data = {"token": token, "user": user_dict(user)}
-        self.rt.hooks.do_action("user_login", user_id=user_id, method="password", ip=ip)
+            admit(session, user_id, password)
+            data = finish_login(self.rt, session, user_id, "password", client)
+        announce(self.rt, user_id, "password", client)
         return data
 
     @responds(201, description="a bearer token and the user")
     async def on_post(self, req: Any, resp: Any) -> None:
-        """Log in with ``{"login", "password"}``; answers a bearer token (201).
+        """Log in with ``{"login", "password"}`` (the login name or the account's phone), or
+        ``{"phone", "code"}`` (an SMS code of scene ``login``); answers a bearer token (201).
 
-        Attempts are throttled per account and per client address (429 with ``Retry-After``,
-        ``auth.too_many_attempts``); the password check runs on the bounded CPU pool.
+        ``other_accounts: true`` signs every other device out (ACC-08); ``platform`` (web, h5,
+        app, pc, mp, mini) is shown in the session list. Password attempts are throttled per
+        account and per client address (429 with ``Retry-After``, ``auth.too_many_attempts``);
+        the password check runs on the bounded CPU pool.
         """
         from gonglun.accounts import check_password
+        from gonglun.accounts.signin import sms_login
         from gonglun.accounts.throttle import LoginThrottle
+        from gonglun.api.account_resources import login_client
         from gonglun.errors import GonglunError
 
         body = await json_body(req)
+        client = login_client(req, body)
+        resp.set_header("Cache-Control", "no-store")
+        if "code" in body and "password" not in body:
+            data = await run_sync(sms_login, self.rt, body.get("phone"), body.get("code"),
+                                  client)
+            ok(resp, data, status=201)
+            return
         login = get_str(body, "login", max_len=64)
         password = get_str(body, "password", max_len=256)
-        ip = client_ip(req)
+        ip = client.ip
         if self.throttle is None:
             self.throttle = LoginThrottle(self.rt)
         await run_sync(self.throttle.charge, login, ip)
@@ -160,9 +178,8 @@ class Sessions:
         if not matched:
             raise GonglunError("auth.invalid_credentials", "账号或密码错误", status=401)
         assert found is not None
-        data = await run_sync(self._issue, found[0], password, ip)
+        data = await run_sync(self._issue, found[0], password, client)
         await run_sync(self.throttle.succeeded, login, ip)
-        resp.set_header("Cache-Control", "no-store")
         ok(resp, data, status=201)
 
 
@@ -170,20 +187,33 @@ class Me:
     def __init__(self, rt: Any):
         self.rt = rt
 
-    def _me(self, user_id: int) -> dict[str, Any]:
-        from gonglun.accounts import user_dict
-        from gonglun.accounts.models import User
+    def _me(self, user_id: int, token: str | None, ip: str) -> dict[str, Any]:
+        from sqlalchemy import select
+
+        from gonglun.accounts import token_hash, user_dict
+        from gonglun.accounts.models import ApiToken, User
+        from gonglun.accounts.profile import avatar_of
+        from gonglun.accounts.wechat import openid_of
         from gonglun.ledger import balance
 
         with self.rt.db.read() as session:
             user = session.get(User, user_id)
             data = user_dict(user)
             data["balance"] = balance(session, user_id)
-        return self.rt.hooks.apply_filters("user_public", data, user=user)
+            platform = session.scalar(select(ApiToken.platform).where(
+                ApiToken.token_hash == token_hash(token))) if token else None
+            data["platform"] = platform
+            data["openid"] = openid_of(session, user_id, platform)
+            data.update(avatar_of(session, user_id))
+        data = self.rt.hooks.apply_filters("user_public", data, user=user)
+        self.rt.hooks.do_action("user_visits", user_id=user_id, platform=platform or "", ip=ip)
+        return data
 
     async def on_get(self, req: Any, resp: Any) -> None:
-        """The current user, with ``balance`` in fen."""
-        ok(resp, await run_sync(self._me, req.context.user.id))
+        """The current user, with ``balance`` in fen, ``avatar_url`` and the ``openid`` of the
+        WeChat app the session signed in with (the official account's otherwise; ACC-02)."""
+        token = getattr(req.context, "token", None)
+        ok(resp, await run_sync(self._me, req.context.user.id, token, client_ip(req)))
 
 
 class MeLedger:

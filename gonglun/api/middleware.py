@@ -60,6 +60,7 @@ class RequestContext:
 
         REQUEST_ID.set(req.context.request_id)
         req.context.user = None
+        req.context.token = None
         req.context.started = time.perf_counter()
         req.context.max_body = self.max_body
         req.context.trusted_proxies = self.trusted
@@ -114,6 +115,11 @@ class Authentication:
         token = bearer(req.get_header("Authorization"))
         if token:
             req.context.user = await run_sync(self.lookup, token)
+            req.context.token = token if req.context.user is not None else None
+            if req.context.user is not None:
+                from gonglun.accounts.sessions import touch
+
+                await run_sync(touch, self.rt, token)
             # A token that no longer works is an error wherever a token would change the
             # answer: an expired session must not turn a purchase into a guest's.
             optional = level == "public" and getattr(resource, "auth_optional", False)

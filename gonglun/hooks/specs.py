@@ -12,8 +12,9 @@ payment_guard, CORE-04/05/07 channel_adapter, CORE-06 payment_closed, CORE-08 ch
 CORE-09/10 refund_guard, CORE-11 refund_ok, CORE-12 refund_abnormal, CORE-14 balance_changed,
 CORE-15 identify_close, CORE-16 face_guard, CORE-17 face_ok, CORE-18 account_reset, CORE-19/20
 binding_changed, CORE-21 notify, CORE-24 order_access, CORE-25 user_login, user_registered,
-sms_code_check, CORE-27 client_event. CORE-01 (the result envelope), CORE-22 (cached queries),
-CORE-23 (locks) and CORE-26 (helpers) are core services, not hooks.
+sms_code_check, find_account, user_visits, CORE-27 client_event. CORE-01 (the result
+envelope), CORE-22 (cached queries), CORE-23 (locks) and CORE-26 (helpers) are core services,
+not hooks.
 """
 
 from __future__ import annotations
@@ -237,8 +238,21 @@ def user_registered(rt: Any, user_id: int) -> None:
 
 
 @action
-def user_login(rt: Any, user_id: int, method: str, ip: str) -> None:
-    """After a successful login (CORE-25); risk alerts listen here (OPS-09)."""
+def user_login(rt: Any, user_id: int, method: str, ip: str, platform: str,
+               user_agent: str) -> None:
+    """After a successful login (CORE-25), committed: ``method`` is password, sms or wechat;
+    ``platform`` the client's (web, h5, app, pc, mp, mini). Risk alerts listen here (OPS-09)."""
+
+
+@decision
+def find_account(rt: Any, kind: str, value: Any) -> Any:
+    """The user id an identifier of ``kind`` (``phone``, ``login``...) belongs to; None when
+    unknown (CORE-25 ``xc_find_account_hook``). The core answers phone and login."""
+
+
+@action
+def user_visits(rt: Any, user_id: int, platform: str, ip: str) -> None:
+    """A signed-in client loaded its user (``GET /v1/me``; CORE-25 ``xc_user_visits_hook``)."""
 
 
 @decision

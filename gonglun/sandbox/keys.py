@@ -91,6 +91,11 @@ def _vendor_keys() -> Keyset:
         },
         "wechat": {"appid": "wx" + secrets.token_hex(8), "secret": secrets.token_hex(16)},
         "jpush": {"app_key": secrets.token_hex(12), "master_secret": secrets.token_hex(12)},
+        # WeChat sign-in apps besides the official account ("wechat"): mobile app, website
+        # (PC) and mini program, each with its own appid (so its own openids).
+        "wechat_login": {platform: {"appid": "wx" + secrets.token_hex(8),
+                                    "secret": secrets.token_hex(16)}
+                         for platform in ("app", "pc", "mini")},
     }
 
 

@@ -38,10 +38,41 @@ def test_embedded_default_lists_what_production_must_fix(tmp_path: Path) -> None
     for check in ("database", "redis", "broker", "sandbox", "public_url"):
         assert (check, "error") in found, (check, found)
     assert ("metrics", "warning") in found and ("proxies", "warning") in found
+    # OPS-09 and the registration tickets: no address database, a key file in the data dir.
+    assert ("accounts.ip_db", "warning") in found and ("accounts.ticket_key", "warning") in found
+    assert "the data dir" in deploy.stdout
+
+
+def accounts_findings(make_rt: Any, **accounts: Any) -> dict[str, Any]:
+    from gonglun.doctor import deploy
+
+    found = deploy(make_rt(migrate=False, accounts=accounts))
+    return {f.check: f for f in found if f.check.startswith("accounts.")}
+
+
+def test_deploy_warns_when_the_login_alert_or_the_ticket_key_cannot_work(
+        make_rt: Any, tmp_path: Path) -> None:
+    from tests.accounts.conftest import write_ip_db
+
+    unset = accounts_findings(make_rt)
+    assert unset["accounts.ip_db"].level == "warning"
+    assert "unset: no remote-login alert" in unset["accounts.ip_db"].message
+    assert unset["accounts.ticket_key"].message == "unset: WeChat registration refused"
+    (tmp_path / "not.mmdb").write_bytes(b"no MaxMind database here" * 10)
+    for path in (tmp_path / "not.mmdb", tmp_path / "missing.mmdb", tmp_path):
+        bad = accounts_findings(make_rt, ip_db=str(path), ticket_key="short")
+        assert bad["accounts.ip_db"].level == "warning"
+        assert f"{path} cannot be read" in bad["accounts.ip_db"].message
+        assert bad["accounts.ticket_key"].level == "warning"
+        assert "shorter than 16" in bad["accounts.ticket_key"].message
+    good = accounts_findings(make_rt, ip_db=str(write_ip_db(tmp_path / "ip.mmdb")),
+                             ticket_key="a long random ticket key")
+    assert {f.level for f in good.values()} == {"ok"}, good
 
 
 def production_config(tmp_path: Path, database: str) -> str:
     from gonglun.sandbox.keys import init_keyset
+    from tests.accounts.conftest import write_ip_db
 
     keys = init_keyset(tmp_path / "keys")
     ali, wx = keys["alipay"], keys["wxpay"]
@@ -70,6 +101,8 @@ def production_config(tmp_path: Path, database: str) -> str:
                                                           "alipay_public_key")}),
         toml_table("payment.wxpay", live_wx),
         toml_table("refund", {"key": "r" * 40}),
+        toml_table("accounts", {"ticket_key": "a long random ticket key",
+                                "ip_db": str(write_ip_db(tmp_path / "ip.mmdb"))}),
         toml_table("notify", {"code_key": "a code key that is long enough"}),
         toml_table("notify.smtp", {"host": "smtp.example.com", "port": 465, "security": "tls",
                                    "sender": "noreply@example.com"}),
@@ -96,3 +129,5 @@ def test_production_shaped_configuration_passes(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "ERROR" not in result.stdout
         assert "ok      sandbox: off: real channels" in result.stdout
+        assert "ok      accounts.ip_db" in result.stdout
+        assert "ok      accounts.ticket_key: set" in result.stdout

@@ -108,7 +108,8 @@ def test_settings_lock_money_and_security_notices(rt: Any, api: Any) -> None:
     view = api.simulate_get("/v1/me/notification-settings", headers=auth).json["data"]
     scenes = {s["scene"]: s for s in view["scenes"]}
     assert set(scenes) == {"payment_refund", "payment_success", "identify_close",
-                           "identify_timeout_close", "account_reset"}  # no staff, no codes
+                           "identify_timeout_close", "account_reset",
+                           "login_alert"}  # no staff, no codes
     assert scenes["payment_refund"]["locked"] is True
     assert scenes["identify_close"]["channels"]["app"] == {"enabled": True, "locked": False}
     assert scenes["identify_close"]["channels"]["inbox"] == {"enabled": True, "locked": True}

@@ -21,6 +21,7 @@ SHAPE = {
     "tencentcloud": {"secret_id", "secret_key", "sms_sdk_app_id", "sms_sign_name"},
     "wechat": {"appid", "secret"},
     "jpush": {"app_key", "master_secret"},
+    "wechat_login": {"app", "pc", "mini"},  # each {"appid", "secret"}
 }
 
 

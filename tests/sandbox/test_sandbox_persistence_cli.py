@@ -108,7 +108,8 @@ def test_cli_init(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-de
     assert args.func is run
     assert run(args) == 0
     keyset = json.loads((tmp_path / "k" / "sandbox.json").read_text())
-    assert set(keyset) == {"alipay", "wxpay", "tencentcloud", "wechat", "jpush"}
+    assert set(keyset) == {"alipay", "wxpay", "tencentcloud", "wechat", "jpush",
+                           "wechat_login"}
     assert run(args) == 0
     assert "kept existing" in capsys.readouterr().out
     assert json.loads((tmp_path / "k" / "sandbox.json").read_text()) == keyset

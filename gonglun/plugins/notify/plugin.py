@@ -26,10 +26,13 @@ def register_migrations(locations: list[str]) -> list[str]:
 @hookimpl
 def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
     from gonglun.api.routes import Route
+    from gonglun.plugins.notify import code_resources as c
     from gonglun.plugins.notify import resources as r
 
     return [
         *routes,
+        Route("/v1/sms/codes", c.SmsCodes(rt), tags=("notify",),
+              schemas={"post": c.CODES_SCHEMA}),
         Route("/v1/me/messages", r.Messages(rt), tags=("notify",)),
         Route("/v1/me/messages/read", r.MessagesRead(rt), tags=("notify",),
               schemas={"post": r.READ_SCHEMA}),

@@ -145,6 +145,21 @@ DEFAULT_SCENES: dict[str, Scene] = {
         channels=_rules(sms=ChannelRule(template_id=CODE_SMS_TEMPLATE)),
         code=CodeRule(require_bound_phone=True),
     ),
+    "register": Scene(
+        "register", "注册验证码", "验证码", kind="code", locked=True,
+        channels=_rules(sms=ChannelRule(template_id=CODE_SMS_TEMPLATE)), code=CodeRule(),
+    ),
+    "login": Scene(
+        "login", "登录验证码", "验证码", kind="code", locked=True,
+        channels=_rules(sms=ChannelRule(template_id=CODE_SMS_TEMPLATE)),
+        code=CodeRule(require_bound_phone=True),
+    ),
+    # OPS-09: the remote-login alert (the user turns it on; accounts/risk.py decides).
+    "login_alert": Scene(
+        "login_alert", "异地登录提醒", "账户安全通知", locked=True,
+        channels=_rules(inbox=ChannelRule(), app=ChannelRule(cap=20), websocket=ChannelRule()),
+        account="security", account_name="账户安全",
+    ),
     "bind_phone": Scene(
         "bind_phone", "绑定手机验证码", "验证码", kind="code", locked=True,
         channels=_rules(sms=ChannelRule(template_id=CODE_SMS_TEMPLATE)),

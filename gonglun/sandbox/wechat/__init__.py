@@ -1,4 +1,4 @@
-"""WeChat official-account API emulator: ``GET /cgi-bin/token`` and template messages.
+"""WeChat API emulator: ``GET /cgi-bin/token``, template messages and sign-in (oauth.py).
 
 ``wechatpy``'s ``WeChatClient`` talks to it once its two base URLs are re-pointed (the token
 URL is hard-coded in the client: see docs/notify.md). Like WeChat, every answer is HTTP 200
@@ -21,6 +21,7 @@ import falcon.asgi
 
 from ..vendors import Vendor, json_or_none, keys_of
 from ..web import read_body
+from .oauth import Codes, OAuth
 
 KEYS = ("appid", "secret")
 TOKEN_TTL_S = 7200
@@ -60,37 +61,48 @@ class Token:
 class WeChat(Vendor):
     name = "wechat"
 
-    def __init__(self, keys: dict[str, Any]) -> None:
+    def __init__(self, keys: dict[str, Any], login: Any = None) -> None:
         super().__init__(keys, {"error": _errcode})
         self.appid = keys["appid"]
         self.secret = keys["secret"]
         self.tokens: dict[str, Token] = {}
         self.issued = 0
+        #: Every app the emulator plays: the official account and the sign-in apps.
+        self.apps = {self.appid: self.secret, **login_apps(login)}
+        self.oauth = OAuth(self.apps)
 
     def add_routes(self, app: falcon.asgi.App) -> None:
         super().add_routes(app)
         app.add_route("/cgi-bin/token", _Call(self, "token", get=self.token))
         app.add_route("/cgi-bin/message/template/send",
                       _Call(self, "template_send", post=self.template_send))
+        app.add_route("/sns/oauth2/access_token",
+                      _Call(self, "oauth_access_token", get=self.oauth.access_token))
+        app.add_route("/sns/userinfo", _Call(self, "oauth_userinfo", get=self.oauth.userinfo))
+        app.add_route("/sns/jscode2session",
+                      _Call(self, "jscode2session", get=self.oauth.jscode2session))
+        app.add_route("/sandbox/wechat/oauth/codes", Codes(self.oauth))
 
     def info(self) -> dict[str, Any]:
-        return {"appid": self.appid, "tokens_issued": self.issued}
+        return {"appid": self.appid, "tokens_issued": self.issued, "apps": sorted(self.apps)}
 
     def reset(self) -> None:
         super().reset()
         self.tokens.clear()
+        self.oauth.reset()
 
     # -- calls -------------------------------------------------------------------------------
 
     def token(self, params: dict[str, str], body: bytes) -> dict[str, Any]:
         if params.get("grant_type") != "client_credential":
             return _error(40002)
-        if params.get("appid") != self.appid:
+        appid = params.get("appid") or ""
+        if appid not in self.apps:
             return _error(40013)
         given = params.get("secret") or ""
         if not re.fullmatch(r"[0-9a-f]{32}", given):
             return _error(40125)
-        if not secrets.compare_digest(given, self.secret):
+        if not secrets.compare_digest(given, self.apps[appid]):
             return _error(40001)
         now = time.time()
         for old in self.tokens.values():
@@ -178,6 +190,16 @@ class _Call:
         resp.text = json.dumps(reply, ensure_ascii=False)
 
 
+def login_apps(section: Any) -> dict[str, str]:
+    """``{appid: secret}`` of the sign-in apps in the keyset's ``wechat_login`` (app, pc,
+    mini: each ``{"appid", "secret"}``)."""
+    apps = {}
+    for keys in (section or {}).values() if isinstance(section, dict) else ():
+        if isinstance(keys, dict) and keys.get("appid") and keys.get("secret"):
+            apps[str(keys["appid"])] = str(keys["secret"])
+    return apps
+
+
 def create(keyset: dict[str, Any]) -> WeChat | None:
     keys = keys_of(keyset, "wechat", KEYS)
-    return WeChat(keys) if keys is not None else None
+    return WeChat(keys, keyset.get("wechat_login")) if keys is not None else None
