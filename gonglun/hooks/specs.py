@@ -221,6 +221,19 @@ def face_ok(rt: Any, session: Any, face: dict[str, Any]) -> None:
     """Inside the transaction that marked a face verification ``ok`` (CORE-17)."""
 
 
+@decision
+def face_provider(rt: Any) -> Any:
+    """The face-verification provider (``gonglun.plugins.face.FaceProvider``: start a check,
+    read its verdict); the face plugin answers Tencent Cloud FaceID. A plugin answering first
+    replaces it. Asked once per runtime."""
+
+
+@filter
+def register_face_scenes(rt: Any, scenes: dict[str, Any]) -> dict[str, Any]:
+    """Add face scenes (FACE-01): key → ``gonglun.plugins.face.FaceScene`` (its gates and what
+    a pass does); return the mapping."""
+
+
 @action(deferred=True)
 def account_reset(rt: Any, user_id: int) -> None:
     """After an account was recovered or reset (CORE-18)."""
