@@ -92,7 +92,8 @@ class FaceLive:
 
     def pay(self, payment: dict[str, Any]) -> None:
         order = payment["payment_order"]
-        answer = self.sb.post(f"/sandbox/{payment['method']}/trades/{order}/pay")
+        path = "wxpay/transactions" if payment["method"] == "wxpay" else "alipay/trades"
+        answer = self.sb.post(f"/sandbox/{path}/{order}/pay")
         assert answer.status_code == 200, answer.text
 
     def settle(self, timeout: float = 20) -> None:
