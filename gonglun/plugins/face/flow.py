@@ -16,13 +16,13 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from gonglun.errors import GonglunError
-from gonglun.plugins.face import audit, limits, quota
-from gonglun.plugins.face.audit import Caller
+from gonglun.plugins.face import limits, quota, trail
 from gonglun.plugins.face.clock import now
 from gonglun.plugins.face.idcard import normalize_code, normalize_name
 from gonglun.plugins.face.models import FaceVerification
 from gonglun.plugins.face.provider import ProviderError, Verdict, get_provider
 from gonglun.plugins.face.scenes import FaceScene, Form, get_scene
+from gonglun.plugins.face.trail import Caller
 
 MSG_UNPAID = "实名认证需先支付实名费用"
 MSG_PROVIDER = "人脸识别服务暂不可用, 请稍后再试"
@@ -65,7 +65,7 @@ def start(rt: Any, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
         raise
     finally:
         if scene.audited:
-            audit.record(rt, caller, "start", scene.key, outcome, user_id=target_user,
+            trail.record(rt, caller, "start", scene.key, outcome, user_id=target_user,
                          identity_id=identity_id, verification_id=face_id)
 
 
@@ -227,7 +227,7 @@ def _apply(rt: Any, caller: Caller, face: FaceVerification, verdict: Verdict) ->
                 extra = get_scene(rt, face.scene).on_pass(rt, session, current, caller)
                 rt.hooks.do_action("face_ok", session=session, face=view(current))
             if get_scene(rt, face.scene).audited:
-                audit.record(rt, caller, "verdict", face.scene, status, user_id=face.user_id,
+                trail.record(rt, caller, "verdict", face.scene, status, user_id=face.user_id,
                              identity_id=face.identity_id, verification_id=face.id,
                              session=session)
         return {**view(current), **extra}

@@ -14,11 +14,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gonglun.errors import GonglunError
-from gonglun.plugins.face import audit, limits
-from gonglun.plugins.face.audit import Caller
+from gonglun.plugins.face import limits, trail
 from gonglun.plugins.face.clock import now
 from gonglun.plugins.face.idcard import normalize_code
 from gonglun.plugins.face.models import FaceResetToken, FaceVerification
+from gonglun.plugins.face.trail import Caller
 
 RESET_META = ("login_security", "login_address_security")
 MSG_ILLEGAL = "非法请求"
@@ -47,7 +47,7 @@ def lookup(rt: Any, caller: Caller, code: Any) -> list[dict[str, Any]]:
         outcome = exc.error
         raise
     finally:
-        audit.record(rt, caller, "lookup", "retrieve", outcome)
+        trail.record(rt, caller, "lookup", "retrieve", outcome)
 
 
 def reset_account(rt: Any, session: Session, user_id: int) -> None:
@@ -126,4 +126,4 @@ def redeem(rt: Any, caller: Caller, token: Any, password: Any) -> dict[str, Any]
         outcome = exc.error
         raise
     finally:
-        audit.record(rt, caller, "reset", "retrieve", outcome, user_id=user_id)
+        trail.record(rt, caller, "reset", "retrieve", outcome, user_id=user_id)

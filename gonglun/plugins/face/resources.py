@@ -7,8 +7,8 @@ from typing import Any
 
 from gonglun.api.routes import responds
 from gonglun.api.util import client_ip, header_text, json_body, ok, query_int, run_sync
-from gonglun.plugins.face import audit, flow, recovery
-from gonglun.plugins.face.audit import Caller
+from gonglun.plugins.face import flow, recovery, trail
+from gonglun.plugins.face.trail import Caller
 
 _NAME = {"type": "string", "maxLength": 32}
 _CODE = {"type": "string", "maxLength": 18, "description": "ID-card number (GB 11643)"}
@@ -106,5 +106,5 @@ class AuditLog:
         limit = query_int(req, "limit", 50, minimum=1, maximum=500)
         before = query_int(req, "before", 0) or None
         user_id = query_int(req, "user_id", 0) or None
-        ok(resp, await run_sync(audit.entries, self.rt, user_id=user_id, before=before,
+        ok(resp, await run_sync(trail.entries, self.rt, user_id=user_id, before=before,
                                 limit=limit))

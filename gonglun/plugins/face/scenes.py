@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from gonglun.accounts.models import User
 from gonglun.errors import GonglunError
-from gonglun.plugins.face.audit import Caller
 from gonglun.plugins.face.models import FaceIdentity, FaceVerification
+from gonglun.plugins.face.trail import Caller
 
 # Catalog messages (FACE-07, FACE-08, FACE-09, FACE-10), ``\n`` for ``<br>``.
 MSG_PERSONAL_OFF = "管理员已关闭了【人脸识别认证】接口"

@@ -65,7 +65,8 @@ class FaceId:
         if not params.get("RuleId"):
             raise TcError("MissingParameter", "缺少参数 RuleId")
         if str(params["RuleId"]) != self.rule_id:
-            raise TcError("InvalidParameterValue.RuleIdNotExist", "RuleId不存在,请到人脸核身控制台申请")
+            raise TcError("InvalidParameterValue.RuleIdNotExist",
+                          "RuleId不存在,请到人脸核身控制台申请")
 
     def detect_auth(self, params: dict[str, Any], host: str) -> dict[str, Any]:
         self._rule(params)
