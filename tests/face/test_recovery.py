@@ -80,7 +80,6 @@ def test_a_guest_recovers_an_account_end_to_end(face: FaceLive) -> None:
         from gonglun.accounts import get_meta
 
         assert get_meta(session, uid, "login_security") is None
-    face.settle()
     audit = face.http.get("/v1/face/audit", headers=admin(face)).json()["data"]
     actions = [(a["action"], a["outcome"]) for a in audit]
     assert ("verdict", "ok") in actions and ("reset", "ok") in actions
