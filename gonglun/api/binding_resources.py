@@ -2,39 +2,48 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from gonglun.api.util import json_body, ok, run_sync
 from gonglun.errors import GonglunError
 
-_MAINLAND = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
+KINDS = ("phone", "email")
 BIND_SCHEMA = {
     "type": "object",
-    "required": ["phone", "code"],
+    "required": ["code"],
     "properties": {"phone": {"type": "string", "maxLength": 16},
+                   "email": {"type": "string", "maxLength": 191},
                    "code": {"type": "string", "maxLength": 8}},
 }
 UNBIND_SCHEMA = {"type": "object", "required": ["password"],
                  "properties": {"password": {"type": "string", "maxLength": 128}}}
-KIND_SCHEMA = {"type": "string", "enum": ["phone", "email"]}
+KIND_SCHEMA = {"type": "string", "enum": list(KINDS)}
+MSG_INVALID = {"phone": "请输入正确的手机号", "email": "请输入正确的邮箱地址"}
 
 
-def bind_phone(rt: Any, user_id: int, phone: Any, code: Any) -> dict[str, Any]:
+def _kind(kind: Any) -> str:
+    if kind not in KINDS:
+        raise GonglunError("binding.invalid_kind", "绑定类型须为 phone 或 email")
+    return str(kind)
+
+
+def bind(rt: Any, user_id: int, kind: str, value: Any, code: Any) -> dict[str, Any]:
+    """Bind (or rebind, when one is bound) ``kind`` to ``value`` once the code sent there
+    (``bind_phone`` SMS, ``bind_email`` email) matches; nothing changes otherwise."""
     from gonglun.accounts.bindings import change_binding, verify_contact
+    from gonglun.accounts.contacts import contact, mask
     from gonglun.accounts.models import User
 
-    found = _MAINLAND.match(phone.strip()) if isinstance(phone, str) else None
-    if found is None:
-        raise GonglunError("binding.invalid_value", "请输入正确的手机号")
-    number = found.group(1)
-    verify_contact(rt, "phone", number, code)
+    normal = contact(_kind(kind), value)
+    if normal is None:
+        raise GonglunError("binding.invalid_value", MSG_INVALID[kind], data={"field": kind})
+    verify_contact(rt, kind, normal, code)
     with rt.db.write() as session:
         user = session.get(User, user_id)
         assert user is not None
-        change = "rebind" if user.phone else "bind"
-        change_binding(rt, session, user_id, "phone", change, number)
-    return {"phone": number[:3] + "****" + number[-4:], "change": change}
+        change = "rebind" if getattr(user, kind) else "bind"
+        change_binding(rt, session, user_id, kind, change, normal)
+    return {"kind": kind, kind: mask(normal), "change": change}
 
 
 def unbind(rt: Any, user_id: int, kind: str, password: Any) -> dict[str, Any]:
@@ -51,17 +60,18 @@ def unbind(rt: Any, user_id: int, kind: str, password: Any) -> dict[str, Any]:
     return {"kind": kind, "change": "unbind"}
 
 
-class PhoneBinding:
-    """``POST /v1/me/bindings/phone`` ``{"phone", "code"}``: bind or rebind the phone with
-    the ``bind_phone`` SMS code sent to the new number."""
+class Binding:
+    """``POST /v1/me/bindings/{kind}`` ``{"phone" | "email", "code"}``: bind or rebind the
+    phone (``bind_phone`` SMS code) or the email (``bind_email`` email code) with the code
+    sent to the new one (``POST /v1/codes``)."""
 
     def __init__(self, rt: Any):
         self.rt = rt
 
-    async def on_post(self, req: Any, resp: Any) -> None:
+    async def on_post(self, req: Any, resp: Any, kind: str) -> None:
         body = await json_body(req)
-        ok(resp, await run_sync(bind_phone, self.rt, req.context.user.id, body.get("phone"),
-                                body.get("code")))
+        ok(resp, await run_sync(bind, self.rt, req.context.user.id, _kind(kind),
+                                body.get(kind), body.get("code")))
 
 
 class Unbind:
@@ -71,10 +81,8 @@ class Unbind:
         self.rt = rt
 
     async def on_post(self, req: Any, resp: Any, kind: str) -> None:
-        if kind not in ("phone", "email"):
-            raise GonglunError("binding.invalid_kind", "绑定类型须为 phone 或 email")
         body = await json_body(req)
-        ok(resp, await run_sync(unbind, self.rt, req.context.user.id, kind,
+        ok(resp, await run_sync(unbind, self.rt, req.context.user.id, _kind(kind),
                                 body.get("password")))
 
 
@@ -82,8 +90,8 @@ def binding_routes(rt: Any) -> list[Any]:
     from gonglun.api.routes import Route
 
     return [
-        Route("/v1/me/bindings/phone", PhoneBinding(rt), tags=("auth",),
-              schemas={"post": BIND_SCHEMA}),
+        Route("/v1/me/bindings/{kind}", Binding(rt), tags=("auth",),
+              schemas={"post": BIND_SCHEMA}, params={"kind": KIND_SCHEMA}),
         Route("/v1/me/bindings/{kind}/unbind", Unbind(rt), tags=("auth",),
               schemas={"post": UNBIND_SCHEMA}, params={"kind": KIND_SCHEMA}),
     ]

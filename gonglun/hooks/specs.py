@@ -256,7 +256,9 @@ def user_login(rt: Any, user_id: int, method: str, ip: str) -> None:
 
 @decision
 def sms_code_check(rt: Any, phone: str, scene: str, code: str) -> Any:
-    """True/False when a plugin owns SMS codes for ``scene``; None otherwise (CORE-25)."""
+    """True/False when a plugin owns verification codes for ``scene``; None otherwise
+    (CORE-25). ``phone`` is the code's destination: the phone, or the email address of an
+    email code scene (``bind_email``)."""
 
 
 @decision

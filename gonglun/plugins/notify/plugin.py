@@ -36,6 +36,7 @@ def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
         Route("/v1/me/notification-settings", r.Settings(rt), tags=("notify",),
               schemas={"put": r.SETTINGS_SCHEMA}),
         Route("/v1/notifications/deliveries", r.Deliveries(rt), tags=("notify",)),
+        Route("/v1/codes", r.Codes(rt), tags=("notify",), schemas={"post": r.CODE_SCHEMA}),
     ]
 
 
@@ -133,7 +134,8 @@ def notify_provider(rt: Any, channel: str) -> Any:
 
 @hookimpl
 def sms_code_check(rt: Any, phone: str, scene: str, code: str) -> Any:
-    """True/False for the plugin's code scenes (wechat_reg, wechat_bind, bind_phone...)."""
+    """True/False for the plugin's code scenes (wechat_reg, wechat_bind, bind_phone, and
+    bind_email, whose ``phone`` is the email address)."""
     from gonglun.plugins.notify.codes import code_scene, verify_code
 
     if code_scene(rt, scene) is None:
