@@ -24,6 +24,11 @@ from gonglun.errors import GonglunError
 KINDS = ("phone", "email")
 CHANGES = ("bind", "rebind", "unbind")
 MSG_STATE = {"bind": "已绑定, 请使用换绑", "rebind": "尚未绑定, 请先绑定", "unbind": "尚未绑定"}
+MSG_TAKEN = {"phone": "该手机号已绑定其它账户", "email": "该邮箱已绑定其它账户"}
+
+
+def _taken(kind: str) -> GonglunError:
+    return GonglunError("binding.taken", MSG_TAKEN[kind], status=409, data={"field": kind})
 
 
 def _column(kind: str) -> Any:
@@ -43,7 +48,7 @@ def change_binding(rt: Any, session: Session, user_id: int, kind: str, change: s
     if value is not None:
         holder = session.scalar(select(User.id).where(column == value))
         if holder is not None and holder != user_id:
-            raise GonglunError("binding.taken", "该手机号或邮箱已绑定其他账户", status=409)
+            raise _taken(kind)
     stmt = update(User).where(User.id == user_id)
     stmt = stmt.where(column.is_(None)) if change == "bind" else stmt.where(column.isnot(None))
     try:
@@ -51,7 +56,7 @@ def change_binding(rt: Any, session: Session, user_id: int, kind: str, change: s
             done = session.execute(stmt.values({column.key: value, "updated_at": utcnow()}),
                                    execution_options={"synchronize_session": False}).rowcount
     except IntegrityError:
-        raise GonglunError("binding.taken", "该手机号或邮箱已绑定其他账户", status=409) from None
+        raise _taken(kind) from None
     if not done:
         raise GonglunError("binding.state", MSG_STATE[change], status=409)
     rt.hooks.defer(session, "binding_changed", key=f"binding:{user_id}:{secrets.token_hex(8)}",

@@ -21,14 +21,14 @@ def mainland_phone(value: Any) -> str | None:
 
 
 def email_address(value: Any) -> str | None:
-    """The address with its domain lower-cased, or None when it is not one."""
+    """The address lower-cased (one account per mailbox, whatever the case typed), or None
+    when it is not one."""
     if not isinstance(value, str) or len(value.strip()) > EMAIL_MAX:
         return None
     value = value.strip()
     if not _EMAIL.match(value):
         return None
-    local, _, domain = value.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    return value.lower()
 
 
 def contact(kind: str, value: Any) -> str | None:

@@ -17,6 +17,7 @@ from sqlalchemy import update
 from gonglun.api import create_app
 from gonglun.db import utcnow
 from gonglun.sandbox.testing import UvicornThread, running_sandbox
+from tests.notify.conftest import MailBox, mail_server
 from tests.payment.conftest import wait_until
 
 #: Valid GB 11643 numbers (checksums right).
@@ -36,6 +37,7 @@ class FaceLive:
     sandbox_url: str
     http: httpx.Client
     sb: httpx.Client
+    mail: MailBox
     offset: list[float] = field(default_factory=lambda: [0.0])
 
     def tick(self, seconds: float) -> None:
@@ -90,6 +92,17 @@ class FaceLive:
         assert answer.status_code == 200, answer.text
         return dict(answer.json()["data"])
 
+    def sms(self, phone: str) -> list[dict[str, Any]]:
+        """The SMS the sandbox's Tencent Cloud took for ``phone`` (request and text)."""
+        answer = self.sb.get("/sandbox/tencentcloud/requests", params={"action": "SendSms"})
+        return [r for r in answer.json()["data"]
+                if "+86" + phone in r["request"]["PhoneNumberSet"]]
+
+    def mails(self, address: str) -> list[Any]:
+        """The emails the SMTP server took for ``address``."""
+        with self.mail.lock:
+            return [m for m in self.mail.messages if m["To"].addresses[0].addr_spec == address]
+
     def pay(self, payment: dict[str, Any]) -> None:
         order = payment["payment_order"]
         path = "wxpay/transactions" if payment["method"] == "wxpay" else "alipay/trades"
@@ -112,11 +125,13 @@ class FaceLive:
 @pytest.fixture
 def face(make_rt: Any, tmp_path: Path) -> Iterator[FaceLive]:
     keys = tmp_path / "sandbox"
-    with running_sandbox(keys) as (sandbox_url, _sandbox, _keyset):
+    with running_sandbox(keys) as (sandbox_url, _sandbox, _keyset), \
+            mail_server(tmp_path) as (box, smtp):
         keyset = str(keys / "sandbox.json")
         rt = make_rt(payment={"gateway_url": sandbox_url, "keyset": keyset},
                      face={"gateway_url": sandbox_url, "keyset": keyset, **FACE_KEYS},
-                     notify={"keyset": keyset, "gateway_url": sandbox_url},
+                     notify={"keyset": keyset, "gateway_url": sandbox_url, "smtp": smtp,
+                             "code_key": "a face test key that is long enough"},
                      server={"trusted_proxies": ["127.0.0.1"]})
         offset = [0.0]
         rt.face_clock = lambda: utcnow() + dt.timedelta(seconds=offset[0])
@@ -129,7 +144,7 @@ def face(make_rt: Any, tmp_path: Path) -> Iterator[FaceLive]:
         http = httpx.Client(base_url=base, timeout=30, trust_env=False)
         sb = httpx.Client(base_url=sandbox_url, timeout=30, trust_env=False)
         try:
-            yield FaceLive(rt, base, sandbox_url, http, sb, offset)
+            yield FaceLive(rt, base, sandbox_url, http, sb, box, offset)
         finally:
             http.close()
             sb.close()

@@ -232,4 +232,4 @@ class Codes:
         user = getattr(req.context, "user", None)
         ok(resp, await run_sync(send_code, self.rt, body.get("to"), body.get("scene"),
                                 user_id=user.id if user is not None else None,
-                                ip=client_ip(req, self.rt.config.get("server.trusted_proxies"))))
+                                ip=client_ip(req)))
