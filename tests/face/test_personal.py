@@ -52,3 +52,41 @@ def test_short_quota_jumps_to_a_payment_that_credits_once(face: FaceLive) -> Non
     assert face.quota(uid) == 1  # a second delivery credits nothing
     passed = face.verify(headers, "pass", name=NAME_B, code=ID_B)
     assert passed["status"] == "ok" and face.quota(uid) == 0
+
+
+def test_accounts_per_identity_holds_under_concurrent_passes(face: FaceLive) -> None:
+    """Several accounts pass a check of one ID number at the same moment: exactly
+    ``face.accounts_per_identity`` get an identity, on every backend (slots, not a count)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from sqlalchemy import func, select
+
+    from gonglun.plugins.face.models import FaceIdentity, FaceIdentitySlot
+
+    face.rt.config.data["face"]["accounts_per_identity"] = 2
+    checks = []
+    for i in range(5):
+        _, headers = face.user(f"twin{i}", quota=1)
+        started = face.start(headers, name=NAME_A, code=ID_A)
+        assert started.status_code == 201, started.text
+        face.play(started.json()["data"]["url"], "pass")
+        checks.append((headers, started.json()["data"]["id"]))
+
+    def verdict(check: tuple[dict[str, str], str]) -> httpx.Response:
+        with httpx.Client(base_url=face.base, timeout=30, trust_env=False) as http:
+            return http.get(f"/v1/face/verifications/{check[1]}", headers=check[0])
+
+    with ThreadPoolExecutor(len(checks)) as pool:
+        answers = list(pool.map(verdict, checks))
+    passed = [a for a in answers if a.status_code == 200]
+    refused = [a for a in answers if a.status_code != 200]
+    assert len(passed) == 2 and all(a.json()["data"]["status"] == "ok" for a in passed)
+    assert {(a.status_code, a.json()["error"]) for a in refused} == {
+        (409, "face.identity_in_use")}
+    ends = sorted(face.http.get(f"/v1/face/verifications/{ref}", headers=headers).json()[
+        "data"]["status"] for headers, ref in checks)
+    assert ends == ["fail", "fail", "fail", "ok", "ok"]  # the losers: failed comparisons
+    with face.rt.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(FaceIdentity)) == 2
+        assert sorted(session.scalars(select(FaceIdentitySlot.slot))) == [0, 1]

@@ -211,6 +211,21 @@ def _apply(rt: Any, caller: Caller, face: FaceVerification, verdict: Verdict) ->
         if verdict.extra != face.ref or (verdict.id_number or form["code"]) != form["code"] or (
                 verdict.name or form["name"]) != form["name"]:
             status = "error"
+    try:
+        return _record(rt, caller, face, verdict, status)
+    except GonglunError as refusal:
+        if status != "ok":
+            raise
+        # The scene refused the pass after the provider's verdict (e.g. the ID number's
+        # accounts were taken meanwhile): everything it did is undone, the check ends as a
+        # failed comparison, and the caller hears why.
+        _record(rt, caller, face, Verdict("fail", verdict.code, refusal.msg, verdict.sim),
+                "fail")
+        raise
+
+
+def _record(rt: Any, caller: Caller, face: FaceVerification, verdict: Verdict,
+            status: str) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     with rt.db.write() as session:
         moved = session.execute(update(FaceVerification).where(

@@ -10,15 +10,24 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gonglun.db import insert_ignore
+from gonglun.db import insert_ignore, insert_ignore_returning_id
 from gonglun.errors import GonglunError
 from gonglun.plugins.face.clock import now
 from gonglun.plugins.face.crypto import keys
 from gonglun.plugins.face.idcard import mask_code, mask_name
-from gonglun.plugins.face.models import FaceIdentity, FaceVerification
+from gonglun.plugins.face.models import FaceIdentity, FaceIdentitySlot, FaceVerification
 
 VERIFIED_META = "face_verified"
 MSG_NOT_BOUND = "查询失败:该身份证未绑定任何账户"
+MSG_IN_USE = "该身份证已认证过其他账户"
+
+
+def accounts_per_identity(rt: Any) -> int:
+    return max(1, int(rt.config.get("face.accounts_per_identity", 1)))
+
+
+def identity_in_use() -> GonglunError:
+    return GonglunError("face.identity_in_use", MSG_IN_USE, status=409)
 
 
 def seal_form(rt: Any, name: str, code: str) -> dict[str, str]:
@@ -39,17 +48,26 @@ def reveal(rt: Any, identity: FaceIdentity) -> tuple[str, str]:
 
 
 def create_identity(rt: Any, session: Session, face: FaceVerification) -> None:
-    """The real-name record of a passed ``personal`` check and the user's verified flag."""
+    """The real-name record of a passed ``personal`` check and the user's verified flag. The
+    record takes a free slot of its ID number (``face.accounts_per_identity``) or is refused
+    (``face.identity_in_use``), which undoes the caller's transaction."""
     from gonglun.accounts import set_meta
 
     form = open_form(rt, face)
     ks = keys(rt)
     key_id, name = ks.seal(form["name"], "face_identities.name")
     _, code = ks.seal(form["code"], "face_identities.code")
-    insert_ignore(session, FaceIdentity.__table__, {
+    index, at = ks.index(form["code"]), now(rt)
+    identity_id = insert_ignore_returning_id(session, FaceIdentity.__table__, {
         "ref": secrets.token_hex(16), "user_id": face.user_id, "verification_id": face.id,
         "key_id": key_id, "name_sealed": name, "code_sealed": code,
-        "code_index": ks.index(form["code"]), "status": "ok", "created_at": now(rt)})
+        "code_index": index, "status": "ok", "created_at": at})
+    if identity_id is None:
+        return  # this account's record exists already: it holds its slot
+    if not any(insert_ignore(session, FaceIdentitySlot.__table__, {
+            "code_index": index, "slot": slot, "identity_id": identity_id, "created_at": at})
+            for slot in range(accounts_per_identity(rt))):
+        raise identity_in_use()
     set_meta(session, face.user_id, VERIFIED_META, "1")
 
 

@@ -1,12 +1,13 @@
-"""The face plugin's tables: verifications, real-name identities, quota events, reset tokens
-and the recovery audit trail. Names and ID numbers exist only as AES-GCM ciphertexts and a
-keyed blind index (decision 17); tokens only as SHA-256 digests (decision 16)."""
+"""The face plugin's tables: verifications, real-name identities and their slots, quota
+events, reset tokens and the recovery audit trail. Names and ID numbers exist only as AES-GCM
+ciphertexts and a keyed blind index (decision 17); tokens only as SHA-256 digests (decision
+16)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, Float, Index, Integer, String, Text
+from sqlalchemy import CheckConstraint, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gonglun.accounts.models import ID
@@ -70,6 +71,22 @@ class FaceIdentity(Base):
     #: HMAC of the ID number under ``face.index_key``: the lookup (FACE-17).
     code_index: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), default="ok")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class FaceIdentitySlot(Base):
+    """One of the ``face.accounts_per_identity`` places an ID number has (slots 0..N-1): an
+    identity exists only with a slot of its number, claimed by an insert-ignore in the
+    transaction that creates it. The unique (blind index, slot) makes the limit hold however
+    many checks of one number pass at once, on every backend."""
+
+    __tablename__ = "face_identity_slots"
+    __table_args__ = (UniqueConstraint("code_index", "slot"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    code_index: Mapped[str] = mapped_column(String(64))
+    slot: Mapped[int] = mapped_column(Integer)
+    identity_id: Mapped[int] = mapped_column(ID, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

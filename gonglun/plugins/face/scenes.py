@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from gonglun.accounts.models import User
 from gonglun.errors import GonglunError
-from gonglun.plugins.face.models import FaceIdentity, FaceVerification
+from gonglun.plugins.face.identities import accounts_per_identity, identity_in_use
+from gonglun.plugins.face.models import FaceIdentity, FaceIdentitySlot, FaceVerification
 from gonglun.plugins.face.trail import Caller
 
 # Catalog messages (FACE-07, FACE-08, FACE-09, FACE-10), ``\n`` for ``<br>``.
@@ -84,11 +85,11 @@ class Personal(FaceScene):
         refuse_inactive(user)
         if session.scalar(select(FaceIdentity.id).where(FaceIdentity.user_id == user.id)):
             raise GonglunError("face.already_verified", "您已完成实名认证", status=409)
-        limit = int(rt.config.get("face.accounts_per_identity", 1))
+        # Early refusal only; the identity's slot (create_identity) is the guarantee.
         used = session.scalar(select(func.count()).where(
-            FaceIdentity.code_index == form.code_index, FaceIdentity.status == "ok")) or 0
-        if used >= limit:
-            raise GonglunError("face.identity_in_use", "该身份证已认证过其他账户", status=409)
+            FaceIdentitySlot.code_index == form.code_index)) or 0
+        if used >= accounts_per_identity(rt):
+            raise identity_in_use()
         return Target(user)
 
     def on_pass(self, rt: Any, session: Session, face: FaceVerification,

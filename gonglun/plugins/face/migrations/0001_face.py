@@ -1,4 +1,4 @@
-"""face verifications, identities, quota events, reset tokens, audit
+"""face verifications, identities and their slots, quota events, reset tokens, audit
 
 Revision ID: 0001_face
 Revises:
@@ -77,6 +77,17 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_face_identities_code_index'), 'face_identities', ['code_index'],
                     unique=False)
+    op.create_table('face_identity_slots',
+    sa.Column('id', ID, autoincrement=True, nullable=False),
+    sa.Column('code_index', sa.String(length=64), nullable=False),
+    sa.Column('slot', sa.Integer(), nullable=False),
+    sa.Column('identity_id', ID, nullable=False),
+    _dt('created_at'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_face_identity_slots')),
+    sa.UniqueConstraint('code_index', 'slot',
+                        name=op.f('uq_face_identity_slots_code_index_slot')),
+    sa.UniqueConstraint('identity_id', name=op.f('uq_face_identity_slots_identity_id')),
+    )
     op.create_table('face_quota_events',
     sa.Column('id', ID, autoincrement=True, nullable=False),
     sa.Column('key', sa.String(length=64), nullable=False),
@@ -124,6 +135,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ('face_audit', 'face_reset_tokens', 'face_quota_events', 'face_identities',
-                  'face_verifications'):
+    for table in ('face_audit', 'face_reset_tokens', 'face_quota_events',
+                  'face_identity_slots', 'face_identities', 'face_verifications'):
         op.drop_table(table)
