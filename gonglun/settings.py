@@ -211,6 +211,9 @@ NOTIFY: tuple[Setting, ...] = (
       default=[]),
     S("notify.code_key", "str", "HMAC key of stored verification codes", default="",
       secret=True),
+    S("notify.code_ip_limit", "int", "verification codes one address may request through "
+      "POST /v1/codes per notify.code_ip_window_s", default=10),
+    S("notify.code_ip_window_s", "int", "window of notify.code_ip_limit (s)", default=3600),
     S("notify.retry_s", "list", "delays between delivery attempts", default=[]),
     S("notify.max_attempts", "int", "delivery attempts per message", default=6),
     S("notify.lease_s", "float", "claim of a delivery being sent", default=60),

@@ -24,11 +24,13 @@ from gonglun.errors import GonglunError
 KINDS = ("phone", "email")
 CHANGES = ("bind", "rebind", "unbind")
 MSG_STATE = {"bind": "已绑定, 请使用换绑", "rebind": "尚未绑定, 请先绑定", "unbind": "尚未绑定"}
-MSG_TAKEN = {"phone": "该手机号已绑定其它账户", "email": "该邮箱已绑定其它账户"}
 
 
 def _taken(kind: str) -> GonglunError:
-    return GonglunError("binding.taken", MSG_TAKEN[kind], status=409, data={"field": kind})
+    if kind == "email":
+        return GonglunError("binding.taken", "该邮箱已绑定其它账户", status=409,
+                            data={"field": kind})
+    return GonglunError("binding.taken", "该手机号已绑定其它账户", status=409, data={"field": kind})
 
 
 def _column(kind: str) -> Any:

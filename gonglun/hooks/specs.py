@@ -235,8 +235,10 @@ def register_face_scenes(rt: Any, scenes: dict[str, Any]) -> dict[str, Any]:
 
 
 @action(deferred=True)
-def account_reset(rt: Any, user_id: int) -> None:
-    """After an account was recovered or reset (CORE-18)."""
+def account_reset(rt: Any, user_id: int, contacts: dict[str, str]) -> None:
+    """After an account was recovered or reset (CORE-18). ``contacts`` holds the ``phone``
+    and ``email`` the account had before the reset unbound them (absent when none), so their
+    owner hears of it there too."""
 
 
 @action(deferred=True)

@@ -27,6 +27,10 @@ NAME_A = "张三丰"
 NAME_B = "李四"
 FACE_KEYS = {"keys": {"k1": "11" * 32}, "key_id": "k1", "index_key": "22" * 32}
 UA = "Mozilla/5.0 (face tests)"
+#: The operator's account_reset SMS template, approved in the sandbox.
+RESET_SMS = {"id": "2300001", "params": 1, "name": "账户重置通知",
+             "text": "你的账户{1}已通过人脸识别重置, 原绑定手机号和邮箱已解除。"
+                     "如非本人操作请立即联系客服。"}
 FP = "fp-0123456789abcdef"
 
 
@@ -131,7 +135,9 @@ def face(make_rt: Any, tmp_path: Path) -> Iterator[FaceLive]:
         rt = make_rt(payment={"gateway_url": sandbox_url, "keyset": keyset},
                      face={"gateway_url": sandbox_url, "keyset": keyset, **FACE_KEYS},
                      notify={"keyset": keyset, "gateway_url": sandbox_url, "smtp": smtp,
-                             "code_key": "a face test key that is long enough"},
+                             "code_key": "a face test key that is long enough",
+                             "scenes": {"account_reset": {"channels": {
+                                 "sms": {"template_id": RESET_SMS["id"]}}}}},
                      server={"trusted_proxies": ["127.0.0.1"]})
         offset = [0.0]
         rt.face_clock = lambda: utcnow() + dt.timedelta(seconds=offset[0])
@@ -143,6 +149,8 @@ def face(make_rt: Any, tmp_path: Path) -> Iterator[FaceLive]:
         worker.start()
         http = httpx.Client(base_url=base, timeout=30, trust_env=False)
         sb = httpx.Client(base_url=sandbox_url, timeout=30, trust_env=False)
+        approved = sb.post("/sandbox/tencentcloud/templates", json=RESET_SMS)
+        assert approved.status_code == 201, approved.text
         try:
             yield FaceLive(rt, base, sandbox_url, http, sb, box, offset)
         finally:

@@ -57,6 +57,13 @@ def test_a_guest_recovers_an_account_end_to_end(face: FaceLive) -> None:
     assert face.http.get("/v1/me", headers=old).status_code == 401  # old sessions dead
     phone, email, _, _ = state(face, uid)
     assert phone is None and email is None
+    # The old phone and email are told, though the account no longer holds them.
+    wait_until(lambda: face.sms("13800138000") and face.mails("d@example.com"), 20,
+               "the account_reset SMS and email")
+    [sms] = face.sms("13800138000")
+    assert sms["request"]["TemplateId"] == "2300001" and "dora" in sms["text"]
+    [mail] = face.mails("d@example.com")
+    assert "已通过人脸识别完成重置" in mail.get_body(preferencelist=("plain",)).get_content()
     # Not from another address, agent or fingerprint; not from a logged-in user.
     for other in (face.headers(ip="10.9.8.7"), face.headers(ua="curl/8"),
                   face.headers(fp="fp-other")):

@@ -52,21 +52,23 @@ def lookup(rt: Any, caller: Caller, code: Any) -> list[dict[str, Any]]:
 
 def reset_account(rt: Any, session: Session, user_id: int) -> None:
     """FACE-14: phone and email unbound through the binding hooks, login restrictions removed,
-    every session signed out; ``account_reset`` follows the commit."""
+    every session signed out; ``account_reset`` follows the commit with the old contacts."""
     from gonglun.accounts import delete_meta, revoke_all_tokens
     from gonglun.accounts.bindings import change_binding
     from gonglun.accounts.models import User
 
     user = session.get(User, user_id)
     assert user is not None
-    for kind in ("phone", "email"):
-        if getattr(user, kind) is not None:
-            change_binding(rt, session, user_id, kind, "unbind")
+    # Read before the unbinding: the old phone and email are told of the reset (FACE-13).
+    contacts = {kind: str(getattr(user, kind)) for kind in ("phone", "email")
+                if getattr(user, kind) is not None}
+    for kind in contacts:
+        change_binding(rt, session, user_id, kind, "unbind")
     for key in RESET_META:
         delete_meta(session, user_id, key)
     revoke_all_tokens(session, user_id)
     rt.hooks.defer(session, "account_reset", key=f"account_reset:face:{user_id}:"
-                   f"{secrets.token_hex(8)}", user_id=user_id)
+                   f"{secrets.token_hex(8)}", user_id=user_id, contacts=contacts)
 
 
 def _digest(token: str) -> str:

@@ -45,8 +45,6 @@ from gonglun.plugins.notify.service import service
 
 MSG_PHONE = "请输入正确的手机号\n注:目前仅支持国内手机号码段"
 MSG_EMAIL = "请输入正确的邮箱地址"
-MSG_UNAVAILABLE = {"sms": "短信服务暂不可用, 请稍后再试", "email": "邮件服务暂不可用, 请稍后再试"}
-MSG_FAILED = {"sms": "短信发送失败, 请稍后再试", "email": "邮件发送失败, 请稍后再试"}
 
 
 @dataclass(frozen=True)
@@ -136,7 +134,17 @@ def _refuse_sender(rt: Any, scene: Scene, to: Destination, user_id: int | None) 
 
 
 def _unavailable(channel: str) -> GonglunError:
-    return GonglunError(f"notify.{channel}_unavailable", MSG_UNAVAILABLE[channel], status=503)
+    if channel == "email":
+        return GonglunError("notify.email_unavailable", "邮件服务暂不可用, 请稍后再试", status=503)
+    return GonglunError("notify.sms_unavailable", "短信服务暂不可用, 请稍后再试", status=503)
+
+
+def _failed(channel: str, provider_code: str) -> GonglunError:
+    data = {"provider_code": provider_code}
+    if channel == "email":
+        return GonglunError("notify.email_failed", "邮件发送失败, 请稍后再试", status=502,
+                            data=data)
+    return GonglunError("notify.sms_failed", "短信发送失败, 请稍后再试", status=502, data=data)
 
 
 def send_code(rt: Any, to: Any, scene: Any, *, user_id: int | None = None,
@@ -171,8 +179,7 @@ def send_code(rt: Any, to: Any, scene: Any, *, user_id: int | None = None,
         serial = provider.send(rt, message)
     except DeliveryError as exc:
         _settle(rt, delivery_id, code_id, failed=f"{exc.code}: {exc.message}")
-        raise GonglunError(f"notify.{channel}_failed", MSG_FAILED[channel], status=502,
-                           data={"provider_code": exc.code}) from None
+        raise _failed(channel, exc.code) from None
     _settle(rt, delivery_id, None, provider_id=serial)
     return {"scene": found.key, dest.field: mask(dest.value), "expires_in": rule.validity_s,
             "interval_s": rule.interval_s, "delivery_id": delivery_id}

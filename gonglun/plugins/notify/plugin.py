@@ -118,11 +118,16 @@ def payment_success(rt: Any, payment: dict[str, Any]) -> None:
 
 
 @hookimpl
-def account_reset(rt: Any, user_id: int) -> None:
-    """Scene ``account_reset``: tell the user what the reset did (FACE-13)."""
+def account_reset(rt: Any, user_id: int, contacts: dict[str, str]) -> None:
+    """Scene ``account_reset``: tell the user what the reset did (FACE-13), on the channels
+    left and at the phone (SMS) and email the reset unbound."""
+    from gonglun.plugins.notify.providers.tencent import phone_e164
     from gonglun.plugins.notify.service import service
 
-    service(rt).notify("account_reset", user_id, {})
+    old = dict(contacts or {})
+    addresses = {"sms": phone_e164(old.get("phone")), "email": old.get("email")}
+    service(rt).notify("account_reset", user_id, {},
+                       addresses={k: v for k, v in addresses.items() if v})
 
 
 @hookimpl

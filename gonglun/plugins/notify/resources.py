@@ -218,18 +218,30 @@ SETTINGS_SCHEMA = {
 class Codes:
     """``POST /v1/codes`` ``{"scene", "to"}``: send a verification code of a code scene to a
     phone (SMS scenes) or an email address (``bind_email``); the scene's rules decide who may
-    ask (``bind_phone`` and ``bind_email`` need a login). The code itself is never answered."""
+    ask (``bind_phone`` and ``bind_email`` need a login), and at most ``notify.code_ip_limit``
+    per address per ``notify.code_ip_window_s`` (429 ``notify.code_ip_limited``). The code
+    itself is never answered."""
 
     auth = "public"
 
     def __init__(self, rt: Any):
         self.rt = rt
 
+    def limit(self, ip: str) -> None:
+        """Per destination the scene's rules limit; per address this does (many numbers)."""
+        from gonglun.kv import RateLimiter
+
+        limiter = RateLimiter(self.rt.redis, self.rt.keys, algorithm="fixed")
+        limiter.require(f"notify_code:{ip}", int(self.rt.config.get("notify.code_ip_limit", 10)),
+                        float(self.rt.config.get("notify.code_ip_window_s", 3600)),
+                        error="notify.code_ip_limited", msg="验证码请求过于频繁, 请稍后再试")
+
     async def on_post(self, req: Any, resp: Any) -> None:
         from gonglun.plugins.notify.codes import send_code
 
         body = await json_body(req)
         user = getattr(req.context, "user", None)
+        ip = client_ip(req)
+        await run_sync(self.limit, ip)
         ok(resp, await run_sync(send_code, self.rt, body.get("to"), body.get("scene"),
-                                user_id=user.id if user is not None else None,
-                                ip=client_ip(req)))
+                                user_id=user.id if user is not None else None, ip=ip))

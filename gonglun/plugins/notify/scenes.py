@@ -130,7 +130,10 @@ DEFAULT_SCENES: dict[str, Scene] = {
     ),
     "account_reset": Scene(
         "account_reset", "账户已重置", "账户安全通知", locked=True,
-        channels=_rules(inbox=ChannelRule(), app=ChannelRule(cap=20), websocket=ChannelRule()),
+        # email and SMS reach the phone and email the reset unbound; the SMS template is the
+        # operator's (the catalog names none).
+        channels=_rules(inbox=ChannelRule(), email=ChannelRule(cap=5), sms=ChannelRule(cap=5),
+                        app=ChannelRule(cap=20), websocket=ChannelRule()),
         account="security", account_name="账户安全",
     ),
     # OPS-03 / NTF-12: SMS (on), email, official account and APP; the SMS and WeChat
