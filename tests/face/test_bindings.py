@@ -69,6 +69,16 @@ def _sms_code(face: FaceLive, phone: str) -> str:
     return str(last["request"]["TemplateParamSet"][0])
 
 
+def _bind_by_code(face: FaceLive, headers: dict[str, str], kind: str, value: str) -> Any:
+    """Ask for the ``bind_<kind>`` code of ``value``, read it where it arrived, bind with it."""
+    sent = face.http.post("/v1/codes", json={"scene": f"bind_{kind}", "to": value},
+                          headers=headers)
+    assert sent.status_code == 200, sent.text
+    code = _mail_code(face, value) if kind == "email" else _sms_code(face, value)
+    return face.http.post(f"/v1/me/bindings/{kind}", json={kind: value, "code": code},
+                          headers=headers)
+
+
 def _stored(face: FaceLive, user_id: int) -> tuple[str | None, str | None]:
     from gonglun.accounts.models import User
 
@@ -112,18 +122,10 @@ def test_email_bind_rebind_unbind_with_codes_over_smtp(face: FaceLive) -> None:
     assert again.json()["error"] == "binding.bad_code"
 
     # Rebind to an address another account holds: refused after the code, nothing changed.
-    face.http.post("/v1/codes", json={"scene": "bind_email", "to": "ben@example.com"},
-                   headers=headers)
-    taken = face.http.post("/v1/me/bindings/email", json={
-        "email": "ben@example.com", "code": _mail_code(face, "ben@example.com")},
-        headers=headers)
+    taken = _bind_by_code(face, headers, "email", "ben@example.com")
     assert (taken.status_code, taken.json()["error"]) == (409, "binding.taken")
     assert taken.json()["msg"] == "该邮箱已绑定其它账户"
-    face.http.post("/v1/codes", json={"scene": "bind_email", "to": "ann2@example.com"},
-                   headers=headers)
-    moved = face.http.post("/v1/me/bindings/email", json={
-        "email": "ann2@example.com", "code": _mail_code(face, "ann2@example.com")},
-        headers=headers)
+    moved = _bind_by_code(face, headers, "email", "ann2@example.com")
     assert moved.status_code == 200 and moved.json()["data"]["change"] == "rebind"
     assert _stored(face, ann) == (None, "ann2@example.com")
     gone = face.http.post("/v1/me/bindings/email/unbind",
@@ -151,17 +153,11 @@ def test_phone_bind_rebind_unbind_with_real_sms_codes(face: FaceLive) -> None:
     assert done.status_code == 200 and done.json()["data"]["change"] == "bind", done.text
     assert _stored(face, ann) == ("13700137000", None)
 
-    face.http.post("/v1/codes", json={"scene": "bind_phone", "to": "13900139000"},
-                   headers=headers)
-    taken = face.http.post("/v1/me/bindings/phone", json={
-        "phone": "13900139000", "code": _sms_code(face, "13900139000")}, headers=headers)
+    taken = _bind_by_code(face, headers, "phone", "13900139000")
     assert (taken.status_code, taken.json()["error"]) == (409, "binding.taken")
     assert taken.json()["msg"] == "该手机号已绑定其它账户"
     assert _stored(face, ann) == ("13700137000", None)
-    face.http.post("/v1/codes", json={"scene": "bind_phone", "to": "13600136000"},
-                   headers=headers)
-    moved = face.http.post("/v1/me/bindings/phone", json={
-        "phone": "13600136000", "code": _sms_code(face, "13600136000")}, headers=headers)
+    moved = _bind_by_code(face, headers, "phone", "13600136000")
     assert moved.status_code == 200 and moved.json()["data"]["change"] == "rebind"
     assert _stored(face, ann) == ("13600136000", None)
     gone = face.http.post("/v1/me/bindings/phone/unbind",
