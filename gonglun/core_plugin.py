@@ -14,6 +14,7 @@ __all__ = ["find_account", "health", "register_ledger_commands", "register_ledge
 @hookimpl(priority=0)
 def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
     from gonglun.api import core_resources as r
+    from gonglun.api.binding_resources import binding_routes
     from gonglun.api.routes import Route
 
     return [
@@ -28,6 +29,7 @@ def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
         Route("/v1/ws", r.Push(rt), tags=("push",)),
         Route("/v1/ws/tickets", r.WsTickets(rt), tags=("push",)),
         *admin_routes(rt),
+        *binding_routes(rt),
     ]
 
 

@@ -198,6 +198,10 @@ def deploy(rt: Any) -> list[Finding]:
     need(len(key) >= 32, "refund.key", "set", "unset or short: system refunds over HTTP refused",
          "set refund.key to 32+ random characters if services refund over HTTP",
          level="warning")
+    if rt.hooks.implementations("face_provider"):
+        need(bool(c.get("face.keys")) and bool(c.get("face.index_key")), "face keys",
+             "configured", "identity keys come from a file under server.data_dir",
+             "set face.keys, face.key_id and face.index_key (docs/face.md)", level="warning")
     return out
 
 

@@ -229,6 +229,9 @@ NOTIFY: tuple[Setting, ...] = (
       default=[]),
     S("notify.code_key", "str", "HMAC key of stored verification codes", default="",
       secret=True),
+    S("notify.code_ip_limit", "int", "verification codes one address may request through "
+      "POST /v1/codes per notify.code_ip_window_s", default=10),
+    S("notify.code_ip_window_s", "int", "window of notify.code_ip_limit (s)", default=3600),
     S("notify.retry_s", "list", "delays between delivery attempts", default=[]),
     S("notify.max_attempts", "int", "delivery attempts per message", default=6),
     S("notify.lease_s", "float", "claim of a delivery being sent", default=60),
@@ -238,7 +241,40 @@ NOTIFY: tuple[Setting, ...] = (
     S("notify.templates_dir", "path", "folder of template overrides", default=""),
 )
 
-BUILTIN: tuple[Setting, ...] = (*CORE, *PAYMENT, *REFUND, *NOTIFY)
+FACE: tuple[Setting, ...] = (
+    *_keys("face.tencentcloud", {"secret_id": "API SecretId", "secret_key": "API SecretKey",
+                                 "rule_id": "FaceID RuleId", "region": "region", "endpoint":
+                                 "API host", "timeout": "seconds"}, ("secret_key",)),
+    S("face.tencentcloud.min_similarity", "float", "lowest Sim that passes (0-100)",
+      default=70),
+    S("face.keyset", "path", "a sandbox keyset for the provider (staging)", default=""),
+    S("face.gateway_url", "url", "the standalone sandbox for the provider", default=""),
+    S("face.keys", "table", "identity encryption keys: key id → 32 bytes (hex or base64)",
+      default={}, secret=True),
+    S("face.key_id", "str", "the key id new identity rows are sealed with", default=""),
+    S("face.index_key", "str", "HMAC key of the ID-number blind index (32 bytes, hex or "
+      "base64; never rotated without a rebuild)", default="", secret=True),
+    S("face.personal_enabled", "bool", "real-name verification switch (FACE-07)",
+      default=True),
+    S("face.retrieve_enabled", "bool", "account recovery by face switch (FACE-08)",
+      default=True),
+    S("face.free_number", "int", "free face checks per user (FACE-05)", default=0),
+    S("face.units_per_payment", "int", "face checks a paid face_number order adds",
+      default=1),
+    S("face.price", "int", "price of one face check in fen (the server-made order)",
+      default=100),
+    S("face.accounts_per_identity", "int", "accounts one ID number may verify", default=1),
+    S("face.redirect_url", "url", "where the provider's page sends the user back (default: "
+      "this server)", default=""),
+    S("face.reset_token_ttl_s", "int", "lifetime of a recovery reset token", default=7200),
+    S("face.limit_count", "int", "face checks and lookups per address / ID number per "
+      "window", default=10),
+    S("face.limit_window_s", "int", "that window (FACE-03)", default=300),
+    S("face.limit_lock_s", "int", "lock after the limit is passed", default=300),
+    S("face.min_interval_s", "int", "minimum seconds between two requests", default=5),
+)
+
+BUILTIN: tuple[Setting, ...] = (*CORE, *PAYMENT, *REFUND, *NOTIFY, *FACE)
 
 
 def schema(hooks: Any = None) -> dict[str, Setting]:

@@ -222,9 +222,24 @@ def face_ok(rt: Any, session: Any, face: dict[str, Any]) -> None:
     """Inside the transaction that marked a face verification ``ok`` (CORE-17)."""
 
 
+@decision
+def face_provider(rt: Any) -> Any:
+    """The face-verification provider (``gonglun.plugins.face.FaceProvider``: start a check,
+    read its verdict); the face plugin answers Tencent Cloud FaceID. A plugin answering first
+    replaces it. Asked once per runtime."""
+
+
+@filter
+def register_face_scenes(rt: Any, scenes: dict[str, Any]) -> dict[str, Any]:
+    """Add face scenes (FACE-01): key → ``gonglun.plugins.face.FaceScene`` (its gates and what
+    a pass does); return the mapping."""
+
+
 @action(deferred=True)
-def account_reset(rt: Any, user_id: int) -> None:
-    """After an account was recovered or reset (CORE-18)."""
+def account_reset(rt: Any, user_id: int, contacts: dict[str, str]) -> None:
+    """After an account was recovered or reset (CORE-18). ``contacts`` holds the ``phone``
+    and ``email`` the account had before the reset unbound them (absent when none), so their
+    owner hears of it there too."""
 
 
 @action(deferred=True)
@@ -257,7 +272,9 @@ def user_visits(rt: Any, user_id: int, platform: str, ip: str) -> None:
 
 @decision
 def sms_code_check(rt: Any, phone: str, scene: str, code: str) -> Any:
-    """True/False when a plugin owns SMS codes for ``scene``; None otherwise (CORE-25)."""
+    """True/False when a plugin owns verification codes for ``scene``; None otherwise
+    (CORE-25). ``phone`` is the code's destination: the phone, or the email address of an
+    email code scene (``bind_email``)."""
 
 
 @decision

@@ -88,6 +88,7 @@ def _vendor_keys() -> Keyset:
             "secret_key": "".join(secrets.choice(alphabet) for _ in range(32)),
             "sms_sdk_app_id": "1400" + _digits(6),
             "sms_sign_name": "宫论",
+            "faceid_rule_id": "1",
         },
         "wechat": {"appid": "wx" + secrets.token_hex(8), "secret": secrets.token_hex(16)},
         "jpush": {"app_key": secrets.token_hex(12), "master_secret": secrets.token_hex(12)},

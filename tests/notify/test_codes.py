@@ -139,3 +139,36 @@ def test_codes_need_a_shared_key_outside_the_embedded_default(make_rt: Any) -> N
     problem = refused(send_code, rt, PHONE, "wechat_reg")
     assert (problem.error, problem.status) == ("notify.sms_unavailable", 503)
     assert any("notify SMS codes unavailable" in p for p in rt.startup_problems())
+
+
+def test_email_codes_share_the_rules_and_keep_no_code(notify_live: NotifyLive) -> None:
+    import re
+
+    from sqlalchemy import select
+
+    from gonglun.plugins.notify.models import SmsCode
+
+    live = notify_live
+    uid, _ = live.user("mailer")
+    for bad in (["a@example.com"], "not-an-address", "a@b", "x" * 200 + "@example.com"):
+        assert refused(send_code, live.rt, bad, "bind_email",
+                       user_id=uid).error == "notify.invalid_email"
+    assert refused(send_code, live.rt, "a@example.com", "bind_email").error == "auth.required"
+    answer = send_code(live.rt, " New@Example.com ", "bind_email", user_id=uid)
+    assert answer["email"] == "n***@example.com"
+    [mail] = live.mail.wait(1)
+    assert mail["To"].addresses[0].addr_spec == "new@example.com"
+    found = re.search(r"验证码: (\d{6})", mail.get_body(preferencelist=("plain",)).get_content())
+    assert found
+    code = found.group(1)
+    (row,) = live.deliveries(channel="email")
+    assert row.status == "sent" and code not in row.payload
+    too_soon = refused(send_code, live.rt, "new@example.com", "bind_email", user_id=uid)
+    assert (too_soon.error, too_soon.status) == ("notify.code_too_soon", 429)
+    # An email code does not verify as an SMS scene's, nor another address's.
+    assert verify_code(live.rt, "new@example.com", "bind_phone", code) is False
+    assert verify_code(live.rt, "other@example.com", "bind_email", code) is False
+    assert verify_code(live.rt, "NEW@example.com", "bind_email", code) is True
+    with live.rt.db.read() as session:
+        stored = session.scalars(select(SmsCode)).one()
+    assert stored.attempts == 1 and code not in stored.code_hash

@@ -68,4 +68,4 @@ def test_templates_run_sandboxed_and_strict(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="undefined"):
         Renderer().render("payment_refund", "inbox", {"notice": CONTEXT["notice"]}, "")
     with pytest.raises(RenderError, match="no template"):
-        Renderer().render("account_reset", "sms", CONTEXT, "")
+        Renderer().render("identify_close", "sms", CONTEXT, "")

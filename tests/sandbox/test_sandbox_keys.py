@@ -18,7 +18,8 @@ SHAPE = {
                "alipay_public_key"},
     "wxpay": {"mchid", "appid", "merchant_private_key", "merchant_serial_no",
               "platform_private_key", "platform_public_key", "public_key_id", "apiv3_key"},
-    "tencentcloud": {"secret_id", "secret_key", "sms_sdk_app_id", "sms_sign_name"},
+    "tencentcloud": {"secret_id", "secret_key", "sms_sdk_app_id", "sms_sign_name",
+                     "faceid_rule_id"},
     "wechat": {"appid", "secret"},
     "jpush": {"app_key", "master_secret"},
     "wechat_login": {"app", "pc", "mini"},  # each {"appid", "secret"}

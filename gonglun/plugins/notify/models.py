@@ -110,13 +110,14 @@ class Counter(Base):
 
 
 class SmsCode(Base):
-    """One SMS verification code; only its keyed HMAC is stored."""
+    """One verification code (SMS or email); only its keyed HMAC is stored. ``destination``
+    is the mainland phone (11 digits) or the email address the code was sent to."""
 
     __tablename__ = "notify_sms_codes"
-    __table_args__ = (Index("ix_notify_sms_codes_phone", "phone", "scene", "id"),)
+    __table_args__ = (Index("ix_notify_sms_codes_destination", "destination", "scene", "id"),)
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
-    phone: Mapped[str] = mapped_column(String(32))
+    destination: Mapped[str] = mapped_column(String(191))
     scene: Mapped[str] = mapped_column(String(32))
     code_hash: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[int | None] = mapped_column(ID, nullable=True)

@@ -39,6 +39,7 @@ def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
         Route("/v1/me/notification-settings", r.Settings(rt), tags=("notify",),
               schemas={"put": r.SETTINGS_SCHEMA}),
         Route("/v1/notifications/deliveries", r.Deliveries(rt), tags=("notify",)),
+        Route("/v1/codes", r.Codes(rt), tags=("notify",), schemas={"post": r.CODE_SCHEMA}),
     ]
 
 
@@ -120,11 +121,16 @@ def payment_success(rt: Any, payment: dict[str, Any]) -> None:
 
 
 @hookimpl
-def account_reset(rt: Any, user_id: int) -> None:
-    """Scene ``account_reset``: tell the user what the reset did (FACE-13)."""
+def account_reset(rt: Any, user_id: int, contacts: dict[str, str]) -> None:
+    """Scene ``account_reset``: tell the user what the reset did (FACE-13), on the channels
+    left and at the phone (SMS) and email the reset unbound."""
+    from gonglun.plugins.notify.providers.tencent import phone_e164
     from gonglun.plugins.notify.service import service
 
-    service(rt).notify("account_reset", user_id, {})
+    old = dict(contacts or {})
+    addresses = {"sms": phone_e164(old.get("phone")), "email": old.get("email")}
+    service(rt).notify("account_reset", user_id, {},
+                       addresses={k: v for k, v in addresses.items() if v})
 
 
 @hookimpl
@@ -136,7 +142,8 @@ def notify_provider(rt: Any, channel: str) -> Any:
 
 @hookimpl
 def sms_code_check(rt: Any, phone: str, scene: str, code: str) -> Any:
-    """True/False for the plugin's code scenes (wechat_reg, wechat_bind, bind_phone...)."""
+    """True/False for the plugin's code scenes (wechat_reg, wechat_bind, bind_phone, and
+    bind_email, whose ``phone`` is the email address)."""
     from gonglun.plugins.notify.codes import code_scene, verify_code
 
     if code_scene(rt, scene) is None:

@@ -23,6 +23,8 @@ CHANNELS = ("inbox", "email", "sms", "wechat", "app", "websocket")
 #: Channels whose messages are vendor templates: they need a ``template_id``.
 TEMPLATED = ("sms", "wechat")
 KINDS = ("notice", "staff", "code")
+#: The channels a verification code goes out on: one per code scene, to a phone or an email.
+CODE_CHANNELS = ("sms", "email")
 #: ``user``: the ``user_id`` the hook was fired for; ``admins``: every active admin (or the
 #: ``notify.alarm_recipients`` ids); ``data:<field>``: the user id in that data field.
 ROLE = re.compile(r"^(user|admins|data:[a-z_][a-z0-9_]{0,31})$")
@@ -39,12 +41,12 @@ class ChannelRule:
 
 @dataclass(frozen=True)
 class CodeRule:
-    """SMS verification codes of one scene (NTF-13): per phone and scene."""
+    """Verification codes of one scene (NTF-13): per destination (phone or email) and scene."""
 
     daily_cap: int = 5
     validity_s: int = 300
     interval_s: int = 60
-    #: Only phones already bound to an account may receive this code (binding, recovery).
+    #: Only a phone (email, for an email scene) bound to an active account may receive it.
     require_bound_phone: bool = False
     login_required: bool = False
     length: int = 6
@@ -70,6 +72,11 @@ class Scene:
     account_name: str = ""
     code: CodeRule | None = None
     description: str = ""
+
+    @property
+    def code_channel(self) -> str:
+        """The one channel a code scene sends its code on (``sms`` or ``email``)."""
+        return next(iter(self.channels))
 
     def public(self) -> dict[str, Any]:
         return {
@@ -123,7 +130,10 @@ DEFAULT_SCENES: dict[str, Scene] = {
     ),
     "account_reset": Scene(
         "account_reset", "账户已重置", "账户安全通知", locked=True,
-        channels=_rules(inbox=ChannelRule(), app=ChannelRule(cap=20), websocket=ChannelRule()),
+        # email and SMS reach the phone and email the reset unbound; the SMS template is the
+        # operator's (the catalog names none).
+        channels=_rules(inbox=ChannelRule(), email=ChannelRule(cap=5), sms=ChannelRule(cap=5),
+                        app=ChannelRule(cap=20), websocket=ChannelRule()),
         account="security", account_name="账户安全",
     ),
     # OPS-03 / NTF-12: SMS (on), email, official account and APP; the SMS and WeChat
@@ -165,6 +175,10 @@ DEFAULT_SCENES: dict[str, Scene] = {
         channels=_rules(sms=ChannelRule(template_id=CODE_SMS_TEMPLATE)),
         code=CodeRule(login_required=True),
     ),
+    "bind_email": Scene(
+        "bind_email", "绑定邮箱验证码", "验证码", kind="code", locked=True,
+        channels=_rules(email=ChannelRule()), code=CodeRule(login_required=True),
+    ),
 }
 
 
@@ -183,8 +197,9 @@ def validate(scene: Scene) -> Scene:
             problems.append(f"{name}.cap must be a non-negative integer")
     if not scene.recipients or not all(ROLE.match(r) for r in scene.recipients):
         problems.append("recipients must be user, admins or data:<field>")
-    if scene.kind == "code" and (scene.code is None or set(scene.channels) != {"sms"}):
-        problems.append("a code scene has code rules and exactly the sms channel")
+    if scene.kind == "code" and (scene.code is None or len(scene.channels) != 1
+                                 or next(iter(scene.channels)) not in CODE_CHANNELS):
+        problems.append("a code scene has code rules and exactly one channel, sms or email")
     if scene.code is not None and not (4 <= scene.code.length <= 6
                                        and scene.code.validity_s > 0
                                        and scene.code.max_attempts > 0):

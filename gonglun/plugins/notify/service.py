@@ -109,7 +109,8 @@ class Notifier:
     # -- one channel of one recipient ------------------------------------------------------
 
     def judge(self, session: Session, scene: Scene, channel: str, user: User,
-              context: dict[str, Any], link: str, switched_off: set[str]) -> Verdict:
+              context: dict[str, Any], link: str, switched_off: set[str],
+              address: str | None = None) -> Verdict:
         if user.status == "deleted":
             return Verdict("skipped", "the account is deleted")
         if channel in switched_off and not scene.locked and channel != "inbox":
@@ -123,7 +124,7 @@ class Notifier:
             return Verdict("unavailable", f"scene {scene.key} has no {channel} template_id "
                            f"(notify.scenes.{scene.key}.channels.{channel}.template_id)",
                            provider=provider.name)
-        address = provider.address(session, user)
+        address = address or provider.address(session, user)
         if not address:
             return Verdict("skipped", f"the user has no {channel} address", provider=provider.name)
         try:
@@ -135,8 +136,10 @@ class Notifier:
     # -- fan-out -----------------------------------------------------------------------------
 
     def fan_out(self, session: Session, scene_key: str, user_id: Any, data: dict[str, Any],
-                event: str) -> list[int]:
-        """Write the deliveries of one notification; answers the ids to hand to workers."""
+                event: str, addresses: dict[str, str] | None = None) -> list[int]:
+        """Write the deliveries of one notification; answers the ids to hand to workers.
+        ``addresses`` (channel → address) reach the ``user`` recipient where the account no
+        longer does: a plugin's, never a client's (the contacts a reset unbound)."""
         scene = scenes_for(self.rt).get(scene_key)
         if scene is None or scene.kind == "code":
             log.warning("notify: no notification scene %r (user %s); nothing sent",
@@ -160,7 +163,8 @@ class Notifier:
                                                  Preference.scene == scene.key,
                                                  Preference.enabled.is_(False))))
             for channel, rule in scene.channels.items():
-                verdict = self.judge(session, scene, channel, user, context, link, off)
+                verdict = self.judge(session, scene, channel, user, context, link, off,
+                                     (addresses or {}).get(channel) if role == "user" else None)
                 new_id = insert_ignore_returning_id(session, _D, {
                     "key": delivery_key(event, scene.key, user.id, channel),
                     "scene": scene.key, "user_id": user.id, "channel": channel,
@@ -184,11 +188,12 @@ class Notifier:
                 queued.append(new_id)
         return queued
 
-    def notify(self, scene_key: str, user_id: Any, data: dict[str, Any]) -> list[int]:
+    def notify(self, scene_key: str, user_id: Any, data: dict[str, Any],
+               addresses: dict[str, str] | None = None) -> list[int]:
         """The ``notify`` hook: fan out in one transaction, then hand the deliveries over."""
         event = event_key("notify", scene_key, user_id, data)
         with self.rt.db.write() as session:
-            ids = self.fan_out(session, scene_key, user_id, data, event)
+            ids = self.fan_out(session, scene_key, user_id, data, event, addresses)
         self.enqueue(ids)
         return ids
 

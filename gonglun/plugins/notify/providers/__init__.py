@@ -12,13 +12,13 @@ import logging
 import threading
 from typing import Any
 
+from gonglun.accounts.contacts import mask
 from gonglun.plugins.notify.providers.base import (
     DeliveryError,
     Outbound,
     PermanentError,
     Provider,
     TransientError,
-    mask,
 )
 from gonglun.plugins.notify.providers.settings import SettingsError
 

@@ -80,17 +80,3 @@ class Provider:
 
     def describe(self) -> str:
         return self.name
-
-
-def mask(address: str | None) -> str | None:
-    """An address as the delivery log shows it: ``138****8000``, ``a***@example.com``."""
-    if not address:
-        return address
-    if "@" in address:
-        local, _, domain = address.partition("@")
-        return f"{local[:1]}***@{domain}"
-    if address.lstrip("+").isdigit() and len(address) >= 7:
-        return f"{address[:-8]}****{address[-4:]}"
-    if len(address) > 8:
-        return f"{address[:4]}…{address[-4:]}"
-    return address

@@ -22,39 +22,42 @@ class SettingsError(ValueError):
     """The configuration does not give this provider what it needs (the message says what)."""
 
 
-def _keyset(rt: Any) -> tuple[dict[str, Any], str] | None:
+def _keyset(rt: Any, plugin: str) -> tuple[dict[str, Any], str] | None:
     from gonglun.embedded import named_keyset
 
     try:
-        return named_keyset(rt, "notify.keyset")
+        return named_keyset(rt, f"{plugin}.keyset")
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
 
 
-def vendor_settings(rt: Any, section: str, required: tuple[str, ...]) -> dict[str, Any]:
-    """The settings of provider ``section``; ``gateway`` is set when a sandbox serves them."""
-    configured = dict(rt.config.get(f"notify.{section}") or {})
+def vendor_settings(rt: Any, section: str, required: tuple[str, ...],
+                    plugin: str = "notify") -> dict[str, Any]:
+    """The settings of provider ``section``; ``gateway`` is set when a sandbox serves them.
+    ``plugin`` names the settings' section (``face`` reads ``[face.tencentcloud]``,
+    ``face.keyset`` and ``face.gateway_url`` the same way)."""
+    configured = dict(rt.config.get(f"{plugin}.{section}") or {})
     given = [k for k in required if configured.get(k)]
     if given:
         missing = [k for k in required if not configured.get(k)]
         if missing:
-            raise SettingsError(f"[notify.{section}] lacks {', '.join(missing)} "
+            raise SettingsError(f"[{plugin}.{section}] lacks {', '.join(missing)} "
                                 f"(it names {', '.join(given)})")
         return configured
-    found = _keyset(rt)
+    found = _keyset(rt, plugin)
     if found is None:
-        raise SettingsError(f"no keys: set [notify.{section}] ({', '.join(required)}), or "
-                            "notify.keyset to a sandbox keyset file for staging")
+        raise SettingsError(f"no keys: set [{plugin}.{section}] ({', '.join(required)}), or "
+                            f"{plugin}.keyset to a sandbox keyset file for staging")
     keyset, source = found
     keys = keyset.get(section)
     if not isinstance(keys, dict) or not all(keys.get(k) for k in required):
         raise SettingsError(f"{source} has no complete {section} keys "
                             "(gonglun sandbox init adds them)")
-    gateway = rt.config.get("notify.gateway_url")
+    gateway = rt.config.get(f"{plugin}.gateway_url")
     if not gateway:
-        if rt.config.path("notify.keyset") is not None or not rt.config.sandbox_enabled:
-            raise SettingsError("notify.keyset names sandbox keys but notify.gateway_url is "
-                                "not set")
+        if rt.config.path(f"{plugin}.keyset") is not None or not rt.config.sandbox_enabled:
+            raise SettingsError(f"{plugin}.keyset names sandbox keys but {plugin}.gateway_url "
+                                "is not set")
         gateway = rt.config.base_url  # the bundled sandbox, mounted on this server
     return {**keys, **configured, "gateway": str(gateway).rstrip("/")}
 

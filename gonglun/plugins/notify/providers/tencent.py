@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from gonglun.accounts.contacts import mainland_phone
 from gonglun.plugins.notify.providers.base import (
     DeliveryError,
     Outbound,
@@ -27,7 +28,6 @@ from gonglun.plugins.notify.providers.settings import bounded, host_of, vendor_s
 
 REQUIRED = ("secret_id", "secret_key", "sms_sdk_app_id", "sms_sign_name")
 LIVE_ENDPOINT = "sms.tencentcloudapi.com"
-_MAINLAND = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
 #: Codes worth retrying, with the vendor's window where it has one (seconds).
 TRANSIENT: dict[str, float | None] = {
     "RequestLimitExceeded": 1.0,
@@ -45,9 +45,9 @@ def phone_e164(phone: str | None) -> str | None:
     """A bound phone as Tencent Cloud wants it: ``+86`` and the mainland number."""
     if not phone:
         return None
-    found = _MAINLAND.match(phone.strip())
-    if found:
-        return "+86" + found.group(1)
+    number = mainland_phone(phone)
+    if number:
+        return "+86" + number
     return phone.strip() if re.fullmatch(r"\+[1-9]\d{6,14}", phone.strip()) else None
 
 

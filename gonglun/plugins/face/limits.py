@@ -1,0 +1,41 @@
+"""``idcard_face`` (FACE-03): per address and per ID number, at most 10 requests in 5 minutes
+(then locked for 300 s) and at least 5 s apart; recovery lookups are limited the same way.
+Exact sliding logs on Redis, failing closed: every check is a paid call or a guess at an ID
+number. The refusal says when the next attempt is allowed."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gonglun.errors import GonglunError
+from gonglun.kv import RateLimiter
+from gonglun.plugins.face.clock import now
+
+
+def _limiter(rt: Any) -> RateLimiter:
+    limiter = rt.__dict__.get("_face_limiter")
+    if limiter is None:
+        limiter = rt.__dict__["_face_limiter"] = RateLimiter(
+            rt.redis, rt.keys, algorithm="log", fail_open=False,
+            clock=lambda: now(rt).timestamp())
+    return limiter
+
+
+def check(rt: Any, rule: str, *subjects: str) -> None:
+    """Count one request of ``rule`` against each subject (``ip:1.2.3.4``, ``id:<index>``)."""
+    limiter = _limiter(rt)
+    count = int(rt.config.get("face.limit_count", 10))
+    window = float(rt.config.get("face.limit_window_s", 300))
+    lock = float(rt.config.get("face.limit_lock_s", 300))
+    gap = float(rt.config.get("face.min_interval_s", 5))
+    for subject in subjects:
+        key = f"{rule}:{subject}"
+        decision = limiter.hit(key + ":gap", 1, gap)
+        if decision.allowed:
+            decision = limiter.hit(key, count, window, block_s=lock)
+        if not decision.allowed:
+            wait = max(1, math.ceil(decision.retry_after_s))
+            raise GonglunError("face.too_fast", f"操作过于频繁, 请{wait}秒后再试",
+                               status=429, data={"retry_after": wait},
+                               headers={"Retry-After": str(wait)})
