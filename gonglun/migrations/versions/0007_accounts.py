@@ -67,7 +67,12 @@ def _fill_nickname_keys() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_users_nickname_key'))
-        batch_op.drop_column('nickname_key')
+    if op.get_bind().dialect.name == 'sqlite':
+        # NOTE: not batch mode: re-creating users would cascade-delete every row that refers
+        # to it (foreign keys are on); SQLite 3.35+ drops an unindexed column in place.
+        op.execute('ALTER TABLE users DROP COLUMN nickname_key')
+    else:
+        op.drop_column('users', 'nickname_key')
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_column('last_seen_at')
         batch_op.drop_column('ip')
