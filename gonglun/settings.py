@@ -272,6 +272,9 @@ FACE: tuple[Setting, ...] = (
     S("face.limit_window_s", "int", "that window (FACE-03)", default=300),
     S("face.limit_lock_s", "int", "lock after the limit is passed", default=300),
     S("face.min_interval_s", "int", "minimum seconds between two requests", default=5),
+    S("face.retrieve_per_day", "int", "recovery face checks one account may be the target of "
+      "per day, whoever starts them (each can use a quota unit or create an unpaid order)",
+      default=5),
 )
 
 BUILTIN: tuple[Setting, ...] = (*CORE, *PAYMENT, *REFUND, *NOTIFY, *FACE)

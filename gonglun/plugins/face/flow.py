@@ -80,6 +80,9 @@ def _open(rt: Any, scene: FaceScene, caller: Caller, form: Form,
         errors = rt.hooks.apply_filters("face_guard", [], user=target.user, scene=scene.key)
         if errors:
             raise errors[0]
+        if scene.daily_setting:
+            limits.daily(rt, scene.key, target.user.id,
+                         int(rt.config.get(scene.daily_setting, 5)))
         quota.grant_free(rt, session, target.user.id)
         open_checks = session.scalar(select(func.count()).where(
             FaceVerification.user_id == target.user.id, FaceVerification.status == "started",

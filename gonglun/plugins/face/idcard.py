@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Any
 
 from gonglun.errors import GonglunError
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
-_SHAPE = re.compile(r"^[1-9]\d{16}[\dX]$")
+_SHAPE = re.compile(r"[1-9][0-9]{16}[0-9X]", re.ASCII)
 #: Chinese names (with the middle dot of minority names) or Latin letters and spaces.
 _NAME = re.compile(r"^(?:[\u3400-\u9fff\uf900-\ufaff][\u3400-\u9fff\uf900-\ufaff·•]{0,30}"
                    r"[\u3400-\u9fff\uf900-\ufaff]|[A-Za-z][A-Za-z .·-]{0,30}[A-Za-z])$")
@@ -24,8 +25,10 @@ def check_digit(first17: str) -> str:
 
 def normalize_code(value: Any) -> str:
     """The 18-character number, ``X`` upper-cased; shape, birth date and checksum checked."""
-    code = value.strip().upper() if isinstance(value, str) else ""
-    if not _SHAPE.match(code):
+    # NFKC folds full-width digits into ASCII ones, so one number has one spelling (and one
+    # blind index, one rate-limit subject); anything still not ASCII is refused.
+    code = unicodedata.normalize("NFKC", value).strip().upper() if isinstance(value, str) else ""
+    if not _SHAPE.fullmatch(code):
         raise GonglunError("face.invalid_idcard", MSG_CODE, data={"field": "code"})
     try:
         born = dt.date(int(code[6:10]), int(code[10:12]), int(code[12:14]))
@@ -39,8 +42,8 @@ def normalize_code(value: Any) -> str:
 
 
 def normalize_name(value: Any) -> str:
-    name = value.strip() if isinstance(value, str) else ""
-    if not _NAME.match(name):
+    name = unicodedata.normalize("NFKC", value).strip() if isinstance(value, str) else ""
+    if not _NAME.fullmatch(name):
         raise GonglunError("face.invalid_name", MSG_NAME, data={"field": "name"})
     return name
 

@@ -22,6 +22,17 @@ def _limiter(rt: Any) -> RateLimiter:
     return limiter
 
 
+def daily(rt: Any, scene: str, user_id: int, count: int) -> None:
+    """At most ``count`` checks of ``scene`` a day against one account, whoever asks: a guest
+    who knows someone's name and ID number can then burn at most that much of their quota
+    (and create at most that many unpaid orders on it) a day."""
+    decision = _limiter(rt).hit(f"face_daily:{scene}:user:{user_id}", count, 86400.0)
+    if not decision.allowed:
+        wait = max(1, math.ceil(decision.retry_after_s))
+        raise GonglunError("face.daily_limit", "今日验证次数已达上限, 请明天再试", status=429,
+                           data={"retry_after": wait}, headers={"Retry-After": str(wait)})
+
+
 def check(rt: Any, rule: str, *subjects: str) -> None:
     """Count one request of ``rule`` against each subject (``ip:1.2.3.4``, ``id:<index>``)."""
     limiter = _limiter(rt)

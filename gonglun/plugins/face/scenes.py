@@ -48,6 +48,8 @@ class FaceScene:
     key = "scene"
     #: Refusals of this scene go to the audit trail (account recovery and the like).
     audited = False
+    #: Setting naming how many checks a day one account may be the target of (None: no cap).
+    daily_setting: str | None = None
 
     def target(self, rt: Any, session: Session, caller: Caller, form: Form) -> Target:
         raise NotImplementedError
@@ -103,6 +105,7 @@ class Personal(FaceScene):
 class Retrieve(FaceScene):
     key = "retrieve"
     audited = True
+    daily_setting = "face.retrieve_per_day"
 
     def target(self, rt: Any, session: Session, caller: Caller, form: Form) -> Target:
         if not rt.config.get("face.retrieve_enabled", True):
