@@ -37,6 +37,11 @@ MSG_NO_ACCOUNT = "绑定失败: 该手机未关联平台账户"
 MSG_CODE = "验证码错误"
 
 
+#: Refusals that tell whether a phone or WeChat has an account: asked for from one address,
+#: they count against its registration budget, so the answer cannot be harvested.
+REVEALING = frozenset({"account.phone_taken", "account.phone_not_found", "account.wechat_bound"})
+
+
 def _throttle(rt: Any, ip: str) -> None:
     limit = int(rt.config.get("accounts.register_limit", 10) or 10)
     window = int(rt.config.get("accounts.register_window_s", 3600) or 3600)
@@ -133,7 +138,12 @@ def register(rt: Any, body: Any, client: Client) -> dict[str, Any]:
     if not isinstance(body, dict) or not body:
         raise GonglunError("account.incomplete", "传递信息不完整")
     kind = str(get_str(body, "type", choices=TYPES, max_len=16))
-    found = _validate(rt, kind, body)
+    try:
+        found = _validate(rt, kind, body)
+    except GonglunError as exc:
+        if exc.error in REVEALING:  # a probe of who has an account spends the address's budget
+            _throttle(rt, client.ip)
+        raise
     _throttle(rt, client.ip)
     _check_code(rt, found["phone"], SCENES[kind], body.get("code"))
     ticket = found["ticket"]

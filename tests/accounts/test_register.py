@@ -145,6 +145,25 @@ def test_registration_throttle(live: Live) -> None:
         live.rt.redis.delete(key)
 
 
+def test_asking_who_has_an_account_spends_the_registration_budget(live: Live) -> None:
+    """"Phone taken" answers before any code is proven (ACC-04's order): from one address,
+    each such answer counts against its registration budget, so numbers cannot be harvested."""
+    phone = live.phone()
+    code = live.sms(phone, "register")
+    made = live.http.post("/v1/registrations", json={"type": "phone", "phone": phone,
+                                                     "code": code, "nickname": nick()})
+    assert made.status_code == 201, made.text
+    key = live.rt.keys("register", "127.0.0.1")
+    live.rt.redis.set(key, 99_999)
+    try:
+        probe = {"type": "phone", "phone": phone, "code": "000000", "nickname": nick()}
+        refused(live, probe, "account.phone_taken", status=409)  # the budget's last unit
+        refused(live, probe, "account.register_throttled", status=429)
+        assert int(live.rt.redis.get(key)) > 100_000
+    finally:
+        live.rt.redis.delete(key)
+
+
 def test_sms_code_brute_force_dies_after_max_attempts(live: Live) -> None:
     phone = live.phone()
     code = live.sms(phone, "register")
