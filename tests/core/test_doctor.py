@@ -86,7 +86,11 @@ def production_config(tmp_path: Path, database: str) -> str:
             lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
         return "\n".join(lines)
 
-    notify_alarm = {"sms": {"template_id": "1234567"}, "wechat": {"template_id": "tpl-alarm"}}
+    # The operator's templates: the catalog names none for these.
+    templates = {"alarm.channels.sms": {"template_id": "1234567"},
+                 "alarm.channels.wechat": {"template_id": "tpl-alarm"},
+                 "account_reset.channels.sms": {"template_id": "2345678"}}
+    tc = keys["tencentcloud"]
     tables = [
         toml_table("database", {"url": database}),
         toml_table("redis", {"url": os.environ["GONGLUN_TEST_REDIS_URL"],
@@ -106,10 +110,18 @@ def production_config(tmp_path: Path, database: str) -> str:
         toml_table("notify", {"code_key": "a code key that is long enough"}),
         toml_table("notify.smtp", {"host": "smtp.example.com", "port": 465, "security": "tls",
                                    "sender": "noreply@example.com"}),
-        toml_table("notify.tencentcloud", keys["tencentcloud"]),
+        # The keyset's Tencent Cloud keys serve SMS and FaceID; the FaceID rule is the face
+        # plugin's setting, not notify's.
+        toml_table("notify.tencentcloud", {k: v for k, v in tc.items()
+                                           if k != "faceid_rule_id"}),
         toml_table("notify.wechat", keys["wechat"]),
         toml_table("notify.jpush", keys["jpush"]),
-        *(toml_table(f"notify.scenes.alarm.channels.{c}", v) for c, v in notify_alarm.items()),
+        *(toml_table(f"notify.scenes.{c}", v) for c, v in templates.items()),
+        toml_table("face", {"key_id": "2026a", "index_key": "ab" * 32}),
+        toml_table("face.keys", {"2026a": "cd" * 32}),
+        toml_table("face.tencentcloud", {"secret_id": tc["secret_id"],
+                                         "secret_key": tc["secret_key"],
+                                         "rule_id": tc["faceid_rule_id"]}),
     ]
     path = tmp_path / "gonglun.toml"
     path.write_text("\n\n".join(tables) + "\n", "utf-8")
