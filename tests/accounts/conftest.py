@@ -116,7 +116,7 @@ class Live:
     def sms(self, phone: str, scene: str) -> str:
         """Send a code through the API and read it where the SMS vendor received it."""
         self.advance(61)  # past the send interval of the phone's previous code
-        answer = self.http.post("/v1/sms/codes", json={"phone": phone, "scene": scene})
+        answer = self.http.post("/v1/codes", json={"to": phone, "scene": scene})
         assert answer.status_code == 201, answer.text
         calls = self.sb.get("/sandbox/tencentcloud/requests", params={"action": "SendSms"})
         mine = [c for c in calls.json()["data"]
@@ -152,7 +152,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         gateway = {"keyset": str(keys / "sandbox.json"), "gateway_url": sandbox_url}
         config = isolated_config(
             url, tmp,
-            notify={**gateway, "code_key": "a test key that is long enough"},
+            notify={**gateway, "code_key": "a test key that is long enough",
+                    "code_ip_limit": 100_000},
             accounts={**gateway, "ticket_key": "another test key, long enough",
                       "register_limit": 100_000, "ip_db": str(write_ip_db(tmp / "ip.mmdb"))},
             server={"trusted_proxies": ["127.0.0.1/32"]})

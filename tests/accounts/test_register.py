@@ -173,3 +173,27 @@ def test_sms_code_brute_force_dies_after_max_attempts(live: Live) -> None:
         refused(live, {**body, "code": guess}, "account.invalid_code")
     # Five wrong guesses: the right code is dead too.
     refused(live, {**body, "code": code}, "account.invalid_code")
+
+
+def test_code_requests_are_limited_per_address_before_any_lookup(live: Live) -> None:
+    """Many numbers from one address, and "is this phone registered?" (the ``login`` scene
+    refuses unbound phones) cost the address's budget; past it every answer is the same 429."""
+    notify = live.rt.config.data["notify"]
+    notify["code_ip_limit"] = 2
+    here = {"X-Forwarded-For": "203.0.113.77"}
+    try:
+        first = live.http.post("/v1/codes", json={"to": live.phone(), "scene": "register"},
+                               headers=here)
+        unbound = live.http.post("/v1/codes", json={"to": live.phone(), "scene": "login"},
+                                 headers=here)
+        assert first.status_code == 201 and unbound.status_code == 400, unbound.text
+        for scene in ("login", "register", "wechat_reg"):
+            limited = live.http.post("/v1/codes", json={"to": live.phone(), "scene": scene},
+                                     headers=here)
+            assert limited.status_code == 429, limited.text
+            assert limited.json()["error"] == "notify.code_ip_limited"
+        elsewhere = live.http.post("/v1/codes", json={"to": live.phone(), "scene": "register"},
+                                   headers={"X-Forwarded-For": "203.0.113.78"})
+        assert elsewhere.status_code == 201, elsewhere.text
+    finally:
+        notify["code_ip_limit"] = 100_000

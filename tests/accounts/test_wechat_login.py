@@ -73,7 +73,7 @@ def test_wechat_bind_to_an_existing_phone_account(live: Live) -> None:
     _, phone, _ = register_wechat(live, "pc")  # has a PC WeChat, not an official-account one
     openid = oid()
     ticket = signin(live, "mp", live.wechat_code("mp", openid)).json()["data"]["ticket"]
-    sent = live.http.post("/v1/sms/codes", json={"phone": phone, "scene": "wechat_reg"})
+    sent = live.http.post("/v1/codes", json={"to": phone, "scene": "wechat_reg"})
     # NTF-14: the phone has an account without an official-account WeChat: a binding code.
     assert sent.status_code == 201 and sent.json()["data"]["bind"] is True
     assert sent.json()["data"]["scene"] == "wechat_bind"
@@ -87,7 +87,7 @@ def test_wechat_bind_to_an_existing_phone_account(live: Live) -> None:
     again = signin(live, "mp", live.wechat_code("mp", openid))
     assert again.json()["data"]["user"]["id"] == bound.json()["data"]["user"]["id"]
     # Now the phone has WeChat: no more registration codes for it (NTF-14).
-    refused = live.http.post("/v1/sms/codes", json={"phone": phone, "scene": "wechat_reg"})
+    refused = live.http.post("/v1/codes", json={"to": phone, "scene": "wechat_reg"})
     assert refused.status_code == 409
     assert refused.json()["error"] == "account.phone_wechat_bound"
     assert refused.json()["msg"] == "短信发送失败:该手机号已绑定过微信"

@@ -73,7 +73,7 @@ def _bind_by_code(face: FaceLive, headers: dict[str, str], kind: str, value: str
     """Ask for the ``bind_<kind>`` code of ``value``, read it where it arrived, bind with it."""
     sent = face.http.post("/v1/codes", json={"scene": f"bind_{kind}", "to": value},
                           headers=headers)
-    assert sent.status_code == 200, sent.text
+    assert sent.status_code == 201, sent.text
     code = _mail_code(face, value) if kind == "email" else _sms_code(face, value)
     return face.http.post(f"/v1/me/bindings/{kind}", json={kind: value, "code": code},
                           headers=headers)
@@ -97,7 +97,7 @@ def test_email_bind_rebind_unbind_with_codes_over_smtp(face: FaceLive) -> None:
     face.user("ben", email="ben@example.com")
     sent = face.http.post("/v1/codes", json={"scene": "bind_email", "to": "Ann@Example.COM"},
                           headers=headers)
-    assert sent.status_code == 200 and sent.json()["data"]["email"] == "a***@example.com"
+    assert sent.status_code == 201 and sent.json()["data"]["email"] == "a***@example.com"
     code = _mail_code(face, "ann@example.com")
     with face.rt.db.read() as session:
         row = session.scalars(select(SmsCode)).one()
@@ -141,7 +141,7 @@ def test_phone_bind_rebind_unbind_with_real_sms_codes(face: FaceLive) -> None:
     assert (guest.status_code, guest.json()["error"]) == (401, "auth.required")
     sent = face.http.post("/v1/codes", json={"scene": "bind_phone", "to": "+8613700137000"},
                           headers=headers)
-    assert sent.status_code == 200 and sent.json()["data"]["phone"] == "137****7000", sent.text
+    assert sent.status_code == 201 and sent.json()["data"]["phone"] == "137****7000", sent.text
     code = _sms_code(face, "13700137000")
     wrong = f"{(int(code) + 1) % 10**6:06d}"
     refused = face.http.post("/v1/me/bindings/phone", json={"phone": "13700137000",

@@ -31,15 +31,13 @@ def register_routes(rt: Any, routes: list[Any]) -> list[Any]:
 
     return [
         *routes,
-        Route("/v1/sms/codes", c.SmsCodes(rt), tags=("notify",),
-              schemas={"post": c.CODES_SCHEMA}),
         Route("/v1/me/messages", r.Messages(rt), tags=("notify",)),
         Route("/v1/me/messages/read", r.MessagesRead(rt), tags=("notify",),
               schemas={"post": r.READ_SCHEMA}),
         Route("/v1/me/notification-settings", r.Settings(rt), tags=("notify",),
               schemas={"put": r.SETTINGS_SCHEMA}),
         Route("/v1/notifications/deliveries", r.Deliveries(rt), tags=("notify",)),
-        Route("/v1/codes", r.Codes(rt), tags=("notify",), schemas={"post": r.CODE_SCHEMA}),
+        Route("/v1/codes", c.Codes(rt), tags=("notify",), schemas={"post": c.CODE_SCHEMA}),
     ]
 
 

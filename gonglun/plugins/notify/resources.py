@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from gonglun.api.util import INT64_MAX, client_ip, json_body, ok, query_int, run_sync
+from gonglun.api.util import INT64_MAX, json_body, ok, query_int, run_sync
 from gonglun.db import utcnow
 from gonglun.errors import GonglunError
 from gonglun.plugins.notify import prefs
@@ -18,14 +18,6 @@ from gonglun.plugins.notify.scenes import CHANNELS
 
 _SCENE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_IDS = 500
-CODE_SCHEMA = {
-    "type": "object",
-    "required": ["scene", "to"],
-    "properties": {"scene": {"type": "string", "maxLength": 32},
-                   "to": {"type": "string", "maxLength": 191}},
-}
-
-
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -213,35 +205,3 @@ SETTINGS_SCHEMA = {
                                  "additionalProperties": {"type": "boolean"}},
     }},
 }
-
-
-class Codes:
-    """``POST /v1/codes`` ``{"scene", "to"}``: send a verification code of a code scene to a
-    phone (SMS scenes) or an email address (``bind_email``); the scene's rules decide who may
-    ask (``bind_phone`` and ``bind_email`` need a login), and at most ``notify.code_ip_limit``
-    per address per ``notify.code_ip_window_s`` (429 ``notify.code_ip_limited``). The code
-    itself is never answered."""
-
-    auth = "public"
-
-    def __init__(self, rt: Any):
-        self.rt = rt
-
-    def limit(self, ip: str) -> None:
-        """Per destination the scene's rules limit; per address this does (many numbers)."""
-        from gonglun.kv import RateLimiter
-
-        limiter = RateLimiter(self.rt.redis, self.rt.keys, algorithm="fixed")
-        limiter.require(f"notify_code:{ip}", int(self.rt.config.get("notify.code_ip_limit", 10)),
-                        float(self.rt.config.get("notify.code_ip_window_s", 3600)),
-                        error="notify.code_ip_limited", msg="验证码请求过于频繁, 请稍后再试")
-
-    async def on_post(self, req: Any, resp: Any) -> None:
-        from gonglun.plugins.notify.codes import send_code
-
-        body = await json_body(req)
-        user = getattr(req.context, "user", None)
-        ip = client_ip(req)
-        await run_sync(self.limit, ip)
-        ok(resp, await run_sync(send_code, self.rt, body.get("to"), body.get("scene"),
-                                user_id=user.id if user is not None else None, ip=ip))
