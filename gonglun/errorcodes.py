@@ -128,8 +128,11 @@ def scan(root: Path = ROOT) -> dict[str, Entry]:
                 continue
             entry = entries[error]
             entry.id = error
+            called = name or ""
+            if called == "run_sync" and node.args:  # run_sync(limiter.require, ...): its status
+                called = getattr(node.args[0], "attr", None) or getattr(node.args[0], "id", "")
             entry.sites.append(Site(str(path.relative_to(root.parent)), node.lineno,
-                                    _status(node, name or ""), _text(msg_node, names) or ""))
+                                    _status(node, called), _text(msg_node, names) or ""))
     for error, (status, msg) in FIXED.items():
         entries[error].id = error
         entries[error].sites.append(Site("gonglun/api/app.py", 0, status, msg))
