@@ -114,3 +114,16 @@ class WechatBinding(Base):
     openid: Mapped[str] = mapped_column(String(64))
     unionid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WechatUnion(Base):
+    """One WeChat unionid belongs to one account (decision 18): the arbiter that two racing
+    registrations from two platforms of one WeChat user (their openids differ, their unionid
+    is the same) still make one account."""
+
+    __tablename__ = "wechat_unions"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    unionid: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ID, ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

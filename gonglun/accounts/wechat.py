@@ -19,7 +19,7 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gonglun.accounts.models import WechatBinding
+from gonglun.accounts.models import WechatBinding, WechatUnion
 from gonglun.accounts.service import get_meta, set_meta
 from gonglun.db import insert_ignore, utcnow
 from gonglun.errors import GonglunError, conflict
@@ -175,6 +175,12 @@ def bind(session: Session, user_id: int, platform: str, openid: str, unionid: st
     Refused (``account.wechat_bound``) when the openid is anybody's, the unionid another
     account's, or the user already has another WeChat on this platform.
     """
+    if unionid:
+        insert_ignore(session, WechatUnion.__table__, {
+            "unionid": unionid, "user_id": user_id, "created_at": utcnow()})
+        owner = session.scalar(select(WechatUnion.user_id).where(WechatUnion.unionid == unionid))
+        if owner != user_id:  # the unique unionid decides, whoever committed first
+            raise conflict("account.wechat_bound", MSG_BOUND)
     other = unionid_user(session, unionid)
     if other is not None and other != user_id:
         raise conflict("account.wechat_bound", MSG_BOUND)

@@ -73,3 +73,19 @@ def test_nickname_case_is_one_nickname(rt: Any, monkeypatch: pytest.MonkeyPatch)
               for i in range(THREADS)]
     assert_one_winner(race(rt, monkeypatch, bodies), "account.nickname_taken")
     assert users(rt) == 1
+
+
+def test_one_unionid_one_account_across_platforms(rt: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """One WeChat user signing up at once from the official account, the app, the PC site and
+    the mini program: four openids, one unionid, one account (decision 18)."""
+    from gonglun.accounts import tickets
+
+    rt.config.data.setdefault("accounts", {})["ticket_key"] = "k" * 32
+    bodies = []
+    for i, platform in enumerate(("mp", "app", "pc", "mini")[:THREADS]):
+        ticket, _ = tickets.issue(rt, platform, f"openid-{platform}", "union-racer", "", "")
+        bodies.append({"type": "wechat", "ticket": ticket, "phone": f"1392000000{i}",
+                       "code": "123456", "nickname": f"Union{i}"})
+    assert_one_winner(race(rt, monkeypatch, bodies), "account.wechat_bound")
+    assert users(rt) == 1

@@ -36,6 +36,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('wechat_bindings', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_wechat_bindings_unionid'), ['unionid'], unique=False)
+    op.create_table('wechat_unions',
+    sa.Column('id', ID, autoincrement=True, nullable=False),
+    sa.Column('unionid', sa.String(length=64), nullable=False),
+    sa.Column('user_id', ID, nullable=False),
+    sa.Column('created_at', gonglun.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_wechat_unions_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wechat_unions')),
+    sa.UniqueConstraint('unionid', name=op.f('uq_wechat_unions_unionid'))
+    )
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.add_column(sa.Column('platform', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('user_agent', sa.String(length=255), nullable=True))
@@ -78,4 +87,5 @@ def downgrade() -> None:
         batch_op.drop_column('ip')
         batch_op.drop_column('user_agent')
         batch_op.drop_column('platform')
+    op.drop_table('wechat_unions')
     op.drop_table('wechat_bindings')
