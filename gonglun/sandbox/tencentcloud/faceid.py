@@ -21,7 +21,7 @@ from .tc3 import TcError
 
 VERSION = "2018-03-01"
 TOKEN_TTL_S = 7200
-_ID = re.compile(r"^\d{17}[\dX]$")
+_ID = re.compile(r"^\d{17}[\dX]$", re.ASCII)
 #: What the person did → (ErrCode, ErrMsg, Sim).
 RESULTS: dict[str, tuple[int, str, str]] = {
     "pass": (0, "成功", "95.51"),
