@@ -5,10 +5,11 @@ bindings, verification codes and providers (so a code sent to ``+86 138...`` ver
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 #: A mainland China mobile number, with or without ``+86`` / ``86``.
-MAINLAND = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
+MAINLAND = re.compile(r"(?:\+?86)?(1[3-9][0-9]{9})", re.ASCII)
 #: One ``@``, no spaces or control characters, a dotted domain; at most 191 (the column).
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
 EMAIL_MAX = 191
@@ -16,7 +17,10 @@ EMAIL_MAX = 191
 
 def mainland_phone(value: Any) -> str | None:
     """The 11-digit mainland number, or None (arrays and numbers included)."""
-    found = MAINLAND.match(value.strip()) if isinstance(value, str) else None
+    # NFKC folds full-width digits to ASCII (one number, one spelling: one account, one code
+    # limit); digits of other scripts stay non-ASCII and are refused.
+    text = unicodedata.normalize("NFKC", value).strip() if isinstance(value, str) else None
+    found = MAINLAND.fullmatch(text) if text is not None else None
     return found.group(1) if found else None
 
 

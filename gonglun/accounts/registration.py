@@ -24,6 +24,7 @@ from gonglun.accounts.models import User
 from gonglun.accounts.profile import check_nickname, check_phone, nickname_taken, user_by_phone
 from gonglun.accounts.service import NICKNAME_TAKEN, create_user, set_meta
 from gonglun.accounts.service import _check_password as check_password_rules
+from gonglun.accounts.throttle import address_bucket
 from gonglun.api.util import get_str
 from gonglun.errors import GonglunError, conflict
 
@@ -45,7 +46,7 @@ REVEALING = frozenset({"account.phone_taken", "account.phone_not_found", "accoun
 def _throttle(rt: Any, ip: str) -> None:
     limit = int(rt.config.get("accounts.register_limit", 10) or 10)
     window = int(rt.config.get("accounts.register_window_s", 3600) or 3600)
-    key = rt.keys("register", ip or "?")
+    key = rt.keys("register", address_bucket(ip))
     try:
         count = int(rt.redis.incr(key))
         if count == 1:

@@ -57,6 +57,40 @@ return math.floor(ms)
 """
 
 
+def address_bucket(ip: str) -> str:
+    """The subject a per-address limit counts: IPv6 clients own a /64, so counting single
+    addresses would be no limit at all."""
+    import ipaddress
+
+    try:
+        parsed = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip or "?"
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+def confirm_password(rt: Any, user_id: int, password: Any, ip: str, *,
+                     error: str = "auth.bad_password") -> None:
+    """The signed-in user proves it is them again (before changing a phone or email): the
+    login throttle's buckets count the attempt, the hash is checked outside any transaction,
+    a wrong password is 403 ``error``."""
+    from gonglun.accounts.models import User
+    from gonglun.accounts.service import check_password
+
+    with rt.db.read() as session:
+        user = session.get(User, user_id)
+        login, hashed = (user.login, user.password_hash) if user is not None else ("", None)
+    throttle = rt.__dict__.get("_login_throttle")
+    if throttle is None:
+        throttle = rt.__dict__["_login_throttle"] = LoginThrottle(rt)
+    throttle.charge(login, ip)
+    if not isinstance(password, str) or not check_password(hashed, password):
+        raise GonglunError(error, "密码错误", status=403)
+    throttle.succeeded(login, ip)
+
+
 class LoginThrottle:
     def __init__(self, rt: Any):
         self.rt = rt
@@ -80,16 +114,7 @@ class LoginThrottle:
 
     @staticmethod
     def address(ip: str) -> str:
-        """IPv6 clients own a /64: counting single addresses would be no limit at all."""
-        import ipaddress
-
-        try:
-            parsed = ipaddress.ip_address(ip)
-        except ValueError:
-            return ip or "?"
-        if parsed.version == 6:
-            return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
-        return str(parsed)
+        return address_bucket(ip)
 
     def _buckets(self, login: Any, ip: str) -> list[tuple[str, str]]:
         account, address = self.account(login), self.address(ip)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gonglun.api.util import json_body, ok, run_sync
+from gonglun.api.util import client_ip, json_body, ok, run_sync
 from gonglun.errors import GonglunError
 
 KINDS = ("phone", "email")
@@ -13,7 +13,8 @@ BIND_SCHEMA = {
     "required": ["code"],
     "properties": {"phone": {"type": "string", "maxLength": 16},
                    "email": {"type": "string", "maxLength": 191},
-                   "code": {"type": "string", "maxLength": 8}},
+                   "code": {"type": "string", "maxLength": 8},
+                   "password": {"type": "string", "maxLength": 256}},
 }
 UNBIND_SCHEMA = {"type": "object", "required": ["password"],
                  "properties": {"password": {"type": "string", "maxLength": 128}}}
@@ -27,16 +28,33 @@ def _kind(kind: Any) -> str:
     return str(kind)
 
 
-def bind(rt: Any, user_id: int, kind: str, value: Any, code: Any) -> dict[str, Any]:
+def _bound(rt: Any, user_id: int, kind: str) -> bool:
+    from gonglun.accounts.models import User
+
+    with rt.db.read() as session:
+        user = session.get(User, user_id)
+        return bool(user is not None and getattr(user, kind))
+
+
+def bind(rt: Any, user_id: int, kind: str, value: Any, code: Any, password: Any = None,
+         ip: str = "") -> dict[str, Any]:
     """Bind (or rebind, when one is bound) ``kind`` to ``value`` once the code sent there
-    (``bind_phone`` SMS, ``bind_email`` email) matches; nothing changes otherwise."""
+    (``bind_phone`` SMS, ``bind_email`` email) matches; nothing changes otherwise. Replacing a
+    bound phone or email also takes the account's password (throttled as logins are): a
+    stolen session alone must not move the account's recovery and SMS-login contact."""
     from gonglun.accounts.bindings import change_binding, verify_contact
     from gonglun.accounts.contacts import contact, mask
     from gonglun.accounts.models import User
+    from gonglun.accounts.throttle import confirm_password
 
     normal = contact(_kind(kind), value)
     if normal is None:
         raise GonglunError("binding.invalid_value", MSG_INVALID[kind], data={"field": kind})
+    if _bound(rt, user_id, kind):
+        if password is None:
+            raise GonglunError("binding.password_required", "更换绑定需验证登录密码", status=403,
+                               data={"field": "password"})
+        confirm_password(rt, user_id, password, ip, error="binding.bad_password")
     verify_contact(rt, kind, normal, code)
     with rt.db.write() as session:
         user = session.get(User, user_id)
@@ -46,24 +64,20 @@ def bind(rt: Any, user_id: int, kind: str, value: Any, code: Any) -> dict[str, A
     return {"kind": kind, kind: mask(normal), "change": change}
 
 
-def unbind(rt: Any, user_id: int, kind: str, password: Any) -> dict[str, Any]:
-    from gonglun.accounts import check_password
+def unbind(rt: Any, user_id: int, kind: str, password: Any, ip: str = "") -> dict[str, Any]:
     from gonglun.accounts.bindings import change_binding
-    from gonglun.accounts.models import User
+    from gonglun.accounts.throttle import confirm_password
 
+    confirm_password(rt, user_id, password, ip, error="binding.bad_password")
     with rt.db.write() as session:
-        user = session.get(User, user_id)
-        assert user is not None
-        if not check_password(user.password_hash, password):
-            raise GonglunError("binding.bad_password", "密码错误", status=403)
         change_binding(rt, session, user_id, kind, "unbind")
     return {"kind": kind, "change": "unbind"}
 
 
 class Binding:
-    """``POST /v1/me/bindings/{kind}`` ``{"phone" | "email", "code"}``: bind or rebind the
-    phone (``bind_phone`` SMS code) or the email (``bind_email`` email code) with the code
-    sent to the new one (``POST /v1/codes``)."""
+    """``POST /v1/me/bindings/{kind}`` ``{"phone" | "email", "code", "password"?}``: bind or
+    rebind the phone (``bind_phone`` SMS code) or the email (``bind_email`` email code) with
+    the code sent to the new one (``POST /v1/codes``); a rebind also takes the password."""
 
     def __init__(self, rt: Any):
         self.rt = rt
@@ -71,7 +85,8 @@ class Binding:
     async def on_post(self, req: Any, resp: Any, kind: str) -> None:
         body = await json_body(req)
         ok(resp, await run_sync(bind, self.rt, req.context.user.id, _kind(kind),
-                                body.get(kind), body.get("code")))
+                                body.get(kind), body.get("code"), body.get("password"),
+                                client_ip(req)))
 
 
 class Unbind:
@@ -83,7 +98,7 @@ class Unbind:
     async def on_post(self, req: Any, resp: Any, kind: str) -> None:
         body = await json_body(req)
         ok(resp, await run_sync(unbind, self.rt, req.context.user.id, _kind(kind),
-                                body.get("password")))
+                                body.get("password"), client_ip(req)))
 
 
 def binding_routes(rt: Any) -> list[Any]:

@@ -197,3 +197,18 @@ def test_code_requests_are_limited_per_address_before_any_lookup(live: Live) -> 
         assert elsewhere.status_code == 201, elsewhere.text
     finally:
         notify["code_ip_limit"] = 100_000
+
+
+def test_an_ipv6_client_counts_as_its_64(live: Live) -> None:
+    notify = live.rt.config.data["notify"]
+    notify["code_ip_limit"] = 1
+    try:
+        first = live.http.post("/v1/codes", json={"to": live.phone(), "scene": "register"},
+                               headers={"X-Forwarded-For": "2001:db8:7:1::1"})
+        same_64 = live.http.post("/v1/codes", json={"to": live.phone(), "scene": "register"},
+                                 headers={"X-Forwarded-For": "2001:db8:7:1:ffff::2"})
+        other_64 = live.http.post("/v1/codes", json={"to": live.phone(), "scene": "register"},
+                                  headers={"X-Forwarded-For": "2001:db8:7:2::1"})
+        assert [first.status_code, same_64.status_code, other_64.status_code] == [201, 429, 201]
+    finally:
+        notify["code_ip_limit"] = 100_000

@@ -44,9 +44,9 @@ def test_bind_rebind_unbind_are_conditional_and_unique(rt: Any, client: Any) -> 
     done = client.simulate_post("/v1/me/bindings/email/unbind",
                                 json={"password": "long enough password"}, headers=headers)
     assert done.status_code == 200, done.text
-    code = client.simulate_post("/v1/me/bindings/phone", json={"phone": "13600136000",
-                                                               "code": "123456"},
-                                headers=headers)
+    code = client.simulate_post("/v1/me/bindings/phone", json={
+        "phone": "13600136000", "code": "123456", "password": "long enough password"},
+        headers=headers)
     assert code.status_code == 400 and code.json["error"] == "binding.bad_code"
     with rt.db.read() as session:
         assert session.get(User, a).email is None and session.get(User, a).phone == "13800138000"
@@ -75,8 +75,8 @@ def _bind_by_code(face: FaceLive, headers: dict[str, str], kind: str, value: str
                           headers=headers)
     assert sent.status_code == 201, sent.text
     code = _mail_code(face, value) if kind == "email" else _sms_code(face, value)
-    return face.http.post(f"/v1/me/bindings/{kind}", json={kind: value, "code": code},
-                          headers=headers)
+    body = {kind: value, "code": code, "password": "long enough password"}
+    return face.http.post(f"/v1/me/bindings/{kind}", json=body, headers=headers)
 
 
 def _stored(face: FaceLive, user_id: int) -> tuple[str | None, str | None]:
@@ -117,8 +117,9 @@ def test_email_bind_rebind_unbind_with_codes_over_smtp(face: FaceLive) -> None:
     assert done.json()["data"]["change"] == "bind"
     assert _stored(face, ann) == (None, "ann@example.com")
     # single use
-    again = face.http.post("/v1/me/bindings/email", json={"email": "ANN@example.com",
-                                                          "code": code}, headers=headers)
+    again = face.http.post("/v1/me/bindings/email", json={
+        "email": "ANN@example.com", "code": code, "password": "long enough password"},
+        headers=headers)
     assert again.json()["error"] == "binding.bad_code"
 
     # Rebind to an address another account holds: refused after the code, nothing changed.
@@ -164,3 +165,44 @@ def test_phone_bind_rebind_unbind_with_real_sms_codes(face: FaceLive) -> None:
                           json={"password": "long enough password"}, headers=headers)
     assert gone.status_code == 200, gone.text
     assert _stored(face, ann) == (None, None)
+
+
+def test_replacing_a_bound_phone_takes_the_password(face: FaceLive) -> None:
+    """A stolen session alone cannot move the account's phone (its SMS login and recovery
+    contact): a rebind takes the password, throttled as logins are; nothing changes before."""
+    ann, headers = face.user("cleo", phone="13500135000")
+    sent = face.http.post("/v1/codes", json={"scene": "bind_phone", "to": "13400134000"},
+                          headers=headers)
+    assert sent.status_code == 201, sent.text
+    code = _sms_code(face, "13400134000")
+    body = {"phone": "13400134000", "code": code}
+    missing = face.http.post("/v1/me/bindings/phone", json=body, headers=headers)
+    assert (missing.status_code, missing.json()["error"]) == (403, "binding.password_required")
+    wrong = face.http.post("/v1/me/bindings/phone", json={**body, "password": "guess"},
+                           headers=headers)
+    assert (wrong.status_code, wrong.json()["error"]) == (403, "binding.bad_password")
+    assert _stored(face, ann) == ("13500135000", None)
+    done = face.http.post("/v1/me/bindings/phone",
+                          json={**body, "password": "long enough password"}, headers=headers)
+    assert done.status_code == 200 and done.json()["data"]["change"] == "rebind", done.text
+    assert _stored(face, ann) == ("13400134000", None)
+    # Guessing is throttled like logins: after auth.login_failures wrong ones, 429.
+    answers = [face.http.post("/v1/me/bindings/phone/unbind", json={"password": f"g{i}"},
+                              headers=headers).status_code for i in range(6)]
+    assert answers[:5] == [403] * 5 and answers[5] == 429, answers
+    assert _stored(face, ann) == ("13400134000", None)
+
+
+@pytest.mark.parametrize("spelling,same", [("１３４００１３４００１", True),
+                                           ("1340013400\u0661", False)])
+def test_a_phone_has_one_spelling(face: FaceLive, spelling: str, same: bool) -> None:
+    from gonglun.accounts.contacts import mainland_phone
+
+    assert mainland_phone(spelling) == ("13400134001" if same else None)
+    _, headers = face.user("dora")
+    answer = face.http.post("/v1/codes", json={"scene": "bind_phone", "to": spelling},
+                            headers=headers)
+    if same:
+        assert answer.status_code == 201 and answer.json()["data"]["phone"] == "134****4001"
+    else:
+        assert (answer.status_code, answer.json()["error"]) == (400, "notify.invalid_phone")

@@ -51,7 +51,7 @@ def _form(rt: Any, body: dict[str, Any]) -> Form:
 
 
 def start(rt: Any, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
-    limits.check(rt, "idcard_face", f"ip:{caller.ip}")
+    limits.check(rt, "idcard_face", limits.address(caller.ip))
     scene = get_scene(rt, body.get("type", "personal"))
     target_user, outcome, face_id, identity_id = None, "started", None, None
     try:

@@ -22,6 +22,13 @@ def _limiter(rt: Any) -> RateLimiter:
     return limiter
 
 
+def address(ip: str) -> str:
+    """The per-address subject: an IPv6 client counts as its /64."""
+    from gonglun.accounts.throttle import address_bucket
+
+    return f"ip:{address_bucket(ip)}"
+
+
 def daily(rt: Any, scene: str, user_id: int, count: int) -> None:
     """At most ``count`` checks of ``scene`` a day against one account, whoever asks: a guest
     who knows someone's name and ID number can then burn at most that much of their quota

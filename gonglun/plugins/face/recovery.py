@@ -29,7 +29,7 @@ def lookup(rt: Any, caller: Caller, code: Any) -> list[dict[str, Any]]:
     from gonglun.plugins.face.identities import MSG_NOT_BOUND, candidates
     from gonglun.plugins.face.scenes import MSG_LOGGED_IN, MSG_RETRIEVE_OFF
 
-    limits.check(rt, "recovery_lookup", f"ip:{caller.ip}")
+    limits.check(rt, "recovery_lookup", limits.address(caller.ip))
     outcome = "ok"
     try:
         if not rt.config.get("face.retrieve_enabled", True):

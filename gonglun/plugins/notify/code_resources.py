@@ -30,10 +30,12 @@ class Codes:
         self.rt = rt
 
     def _limit(self, ip: str) -> None:
+        from gonglun.accounts.throttle import address_bucket
         from gonglun.kv import RateLimiter
 
         limiter = RateLimiter(self.rt.redis, self.rt.keys, algorithm="fixed", fail_open=False)
-        limiter.require(f"notify_code:{ip}", int(self.rt.config.get("notify.code_ip_limit", 10)),
+        limiter.require(f"notify_code:{address_bucket(ip)}",
+                        int(self.rt.config.get("notify.code_ip_limit", 10)),
                         float(self.rt.config.get("notify.code_ip_window_s", 3600)),
                         error="notify.code_ip_limited", msg="验证码请求过于频繁, 请稍后再试")
 

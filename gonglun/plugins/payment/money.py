@@ -7,7 +7,7 @@ import re
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-_YUAN = re.compile(r"^(0|[1-9]\d{0,12})(?:\.(\d{1,2}))?$")
+_YUAN = re.compile(r"^(0|[1-9]\d{0,12})(?:\.(\d{1,2}))?$", re.ASCII)
 
 
 def fen_to_yuan(fen: int) -> str:

@@ -52,7 +52,7 @@ STATUSES = ("open", "resolved")
 PAID_STATES = ("ok", "wait_refund", "refund", "fail_refund")
 RECOVERED = "recovered by query"
 CLEARED = "cleared on re-run: no longer differs"
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 _CHUNK = 500
 _MAX_RESOLUTION = 255
 

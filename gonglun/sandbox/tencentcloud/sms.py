@@ -19,9 +19,9 @@ from .tc3 import TcError
 
 VERSION = "2021-01-11"
 MAX_NUMBERS = 200
-_MAINLAND = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_CODE_VALUE = re.compile(r"^\d{0,6}$")
+_MAINLAND = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$", re.ASCII)
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$", re.ASCII)
+_CODE_VALUE = re.compile(r"^\d{0,6}$", re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def phone_e164(phone: str | None) -> str | None:
     number = mainland_phone(phone)
     if number:
         return "+86" + number
-    return phone.strip() if re.fullmatch(r"\+[1-9]\d{6,14}", phone.strip()) else None
+    return phone.strip() if re.fullmatch(r"\+[1-9][0-9]{6,14}", phone.strip(), re.ASCII) else None
 
 
 def classify(code: str, message: str) -> DeliveryError:
