@@ -90,3 +90,14 @@ def test_accounts_per_identity_holds_under_concurrent_passes(face: FaceLive) -> 
     with face.rt.db.read() as session:
         assert session.scalar(select(func.count()).select_from(FaceIdentity)) == 2
         assert sorted(session.scalars(select(FaceIdentitySlot.slot))) == [0, 1]
+
+
+def test_short_quota_without_a_channel_still_answers_the_order(face: FaceLive) -> None:
+    from tests.face.conftest import ID_B, NAME_B
+
+    _, headers = face.user("nochannel")
+    short = face.start(headers, name=NAME_B, code=ID_B)
+    assert short.status_code == 402, short.text
+    data = short.json()["data"]
+    assert data["jump"] == "payment" and data["payment"]["method"] == "alipay"
+    assert data["payment"]["channel"] == "page" and data["pay_params"]

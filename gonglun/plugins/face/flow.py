@@ -27,6 +27,7 @@ from gonglun.plugins.face.trail import Caller
 MSG_UNPAID = "实名认证需先支付实名费用"
 MSG_PROVIDER = "人脸识别服务暂不可用, 请稍后再试"
 MSG_NOT_FOUND = "人脸识别记录不存在"
+DEFAULT_CHANNEL = {"alipay": "page", "wxpay": "native"}
 #: Checks still open this long ago count against the quota (the provider's 7200 s session).
 INFLIGHT_S = 7200
 
@@ -122,8 +123,12 @@ def _require_payment(rt: Any, user: Any, caller: Caller, body: dict[str, Any]) -
     if caller.user is None and method == "money":
         raise GonglunError("face.balance_not_allowed", "找回账户仅支持支付宝或微信支付")
     price = int(rt.config.get("face.price", 100))
+    # Without a channel the order is still made: the PC page / QR code one of its method.
+    channel = body.get("channel")
+    if channel is None and isinstance(method, str):
+        channel = DEFAULT_CHANNEL.get(method)
     order = {"scene": quota.META, "amount": price, "method": method,
-             "channel": body.get("channel"), "title": payment_scene(rt, quota.META).name}
+             "channel": channel, "title": payment_scene(rt, quota.META).name}
     req = parse_request(rt, order, user)
     payment, params, _ = create_payment(rt, req, user, ip=caller.ip,
                                         fingerprint=caller.fingerprint)
