@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gonglun.accounts.keys import KeyMissing, key_from
 from gonglun.errors import GonglunError
+from gonglun.keyfiles import KeyMissing, key_from
 
 #: Domain separation: a ticket's MAC can never be confused with another use of the key.
 PURPOSE = b"gonglun-wechat-registration-v1\x00"
@@ -45,7 +45,7 @@ class Ticket:
 
 def _key(rt: Any) -> bytes:
     try:
-        return key_from(rt, "accounts.ticket_key", "ticket")
+        return key_from(rt, "accounts.ticket_key", "accounts/ticket.key")
     except KeyMissing:
         raise GonglunError("account.wechat_unavailable", "微信登录暂不可用", status=503) from None
 
@@ -96,7 +96,7 @@ def read(rt: Any, text: Any) -> Ticket:
         raise GonglunError("account.invalid_ticket", MSG_INVALID)
     payload, mac = text.split(".")
     try:
-        key = key_from(rt, "accounts.ticket_key", "ticket")
+        key = key_from(rt, "accounts.ticket_key", "accounts/ticket.key")
     except KeyMissing:  # no key: no ticket was ever issued here
         raise GonglunError("account.invalid_ticket", MSG_INVALID) from None
     expected = hmac.new(key, PURPOSE + payload.encode(), hashlib.sha256).digest()

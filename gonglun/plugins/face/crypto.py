@@ -69,18 +69,11 @@ def _key_bytes(value: Any, name: str) -> bytes:
 
 
 def _key_file(rt: Any) -> dict[str, str]:
-    path = rt.config.data_dir / "face" / "keys.json"
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another thread made it first
-        else:
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"key_id": "local1", "key": secrets.token_hex(32),
-                           "index_key": secrets.token_hex(32)}, fh)
-    return dict(json.loads(path.read_text()))
+    from gonglun.keyfiles import made_once
+
+    text = made_once(rt.config.data_dir / "face" / "keys.json", lambda: json.dumps({
+        "key_id": "local1", "key": secrets.token_hex(32), "index_key": secrets.token_hex(32)}))
+    return dict(json.loads(text))
 
 
 def load_keys(rt: Any) -> Keys:

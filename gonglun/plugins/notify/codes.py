@@ -19,7 +19,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -88,25 +87,13 @@ def code_scene(rt: Any, key: Any) -> Scene | None:
 
 
 def code_key(rt: Any) -> bytes:
-    configured = rt.config.get("notify.code_key")
-    if configured:
-        if len(str(configured)) < 16:
-            raise SettingsError("notify.code_key must be at least 16 characters")
-        return str(configured).encode()
-    if not rt.config.embedded_default:
-        raise SettingsError("set notify.code_key (a long random string, the same on every "
-                            "process) to send verification codes")
-    path = rt.config.data_dir / "notify" / "code.key"
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another thread made it first
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    from gonglun.keyfiles import KeyMissing, key_from
+
+    try:
+        return key_from(rt, "notify.code_key", "notify/code.key",
+                        " to send verification codes")
+    except KeyMissing as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _digest(key: bytes, scene: str, to: str, code: str) -> str:
