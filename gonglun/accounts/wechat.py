@@ -71,13 +71,14 @@ def app_settings(rt: Any, platform: str) -> dict[str, Any]:
         keyset.get("wechat_login") or {}).get(platform)
     if not isinstance(keys, dict) or not keys.get("appid") or not keys.get("secret"):
         raise unavailable(f"{found[1]} has no {platform} keys (gonglun sandbox init)")
-    gateway = rt.config.get("accounts.gateway_url")
-    if not gateway:
-        if rt.config.path("accounts.keyset") is not None or not rt.config.sandbox_enabled:
-            raise unavailable("accounts.keyset is set but accounts.gateway_url is not")
-        gateway = rt.config.base_url
-    return {"appid": keys["appid"], "secret": keys["secret"],
-            "base": str(gateway).rstrip("/") + "/", "timeout": timeout}
+    from gonglun.vendors import SettingsError, keyset_gateway
+
+    try:
+        gateway = keyset_gateway(rt, "accounts")
+    except SettingsError as exc:
+        raise unavailable(str(exc)) from None
+    return {"appid": keys["appid"], "secret": keys["secret"], "base": gateway + "/",
+            "timeout": timeout}
 
 
 class _TimeoutSession(requests.Session):

@@ -85,7 +85,7 @@ class TencentFaceProvider(FaceProvider):
     name = "tencentcloud"
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        from gonglun.plugins.notify.providers.settings import bounded, host_of
+        from gonglun.vendors import bounded, host_of
 
         self.settings = settings
         if settings.get("gateway"):
@@ -103,24 +103,18 @@ class TencentFaceProvider(FaceProvider):
 
     @classmethod
     def from_config(cls, rt: Any) -> TencentFaceProvider:
-        from gonglun.plugins.notify.providers.settings import vendor_settings
+        from gonglun.vendors import vendor_settings
 
         return cls(vendor_settings(rt, "tencentcloud", REQUIRED, plugin="face"))
 
     def client(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            from tencentcloud.common import credential
-            from tencentcloud.common.profile.client_profile import ClientProfile
-            from tencentcloud.common.profile.http_profile import HttpProfile
-            from tencentcloud.faceid.v20180301 import faceid_client
+        from tencentcloud.faceid.v20180301 import faceid_client
 
-            profile = HttpProfile(endpoint=self.endpoint, protocol=self.protocol,
-                                  reqTimeout=self.timeout)
-            client = self._local.client = faceid_client.FaceidClient(
-                credential.Credential(self.settings["secret_id"], self.settings["secret_key"]),
-                self.region, ClientProfile(httpProfile=profile))
-        return client
+        from gonglun.vendors import tencent_client
+
+        return tencent_client(self._local, faceid_client, "FaceidClient", self.settings,
+                              endpoint=self.endpoint, protocol=self.protocol,
+                              region=self.region, timeout=self.timeout)
 
     def _call(self, action: str, params: dict[str, Any]) -> Any:
         from tencentcloud.common.exception.tencent_cloud_sdk_exception import (

@@ -20,7 +20,7 @@ from gonglun.plugins.notify.providers.base import (
     Provider,
     TransientError,
 )
-from gonglun.plugins.notify.providers.settings import SettingsError
+from gonglun.vendors import SettingsError
 
 log = logging.getLogger(__name__)
 

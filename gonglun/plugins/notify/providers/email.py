@@ -24,7 +24,7 @@ from gonglun.plugins.notify.providers.base import (
     Provider,
     TransientError,
 )
-from gonglun.plugins.notify.providers.settings import SettingsError, bounded
+from gonglun.vendors import SettingsError, bounded
 
 SECURITY = {"tls": 465, "starttls": 587, "none": 25}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -22,7 +22,7 @@ from gonglun.plugins.notify.providers.base import (
     Provider,
     TransientError,
 )
-from gonglun.plugins.notify.providers.settings import bounded, vendor_settings
+from gonglun.vendors import bounded, vendor_settings
 
 REQUIRED = ("app_key", "master_secret")
 LIVE_PUSH_URL = "https://api.jpush.cn/v3/"

@@ -24,7 +24,7 @@ from gonglun.plugins.notify.providers.base import (
     Provider,
     TransientError,
 )
-from gonglun.plugins.notify.providers.settings import bounded, host_of, vendor_settings
+from gonglun.vendors import bounded, host_of, tencent_client, vendor_settings
 
 REQUIRED = ("secret_id", "secret_key", "sms_sdk_app_id", "sms_sign_name")
 LIVE_ENDPOINT = "sms.tencentcloudapi.com"
@@ -82,19 +82,11 @@ class TencentSmsProvider(Provider):
 
     def client(self) -> Any:
         """One SDK client per thread: the SDK keeps a connection object per client."""
-        client = getattr(self._local, "client", None)
-        if client is None:
-            from tencentcloud.common import credential
-            from tencentcloud.common.profile.client_profile import ClientProfile
-            from tencentcloud.common.profile.http_profile import HttpProfile
-            from tencentcloud.sms.v20210111 import sms_client
+        from tencentcloud.sms.v20210111 import sms_client
 
-            profile = HttpProfile(endpoint=self.endpoint, protocol=self.protocol,
-                                  reqTimeout=self.timeout)
-            client = self._local.client = sms_client.SmsClient(
-                credential.Credential(self.settings["secret_id"], self.settings["secret_key"]),
-                self.region, ClientProfile(httpProfile=profile))
-        return client
+        return tencent_client(self._local, sms_client, "SmsClient", self.settings,
+                              endpoint=self.endpoint, protocol=self.protocol,
+                              region=self.region, timeout=self.timeout)
 
     def address(self, session: Session, user: Any) -> str | None:
         return phone_e164(user.phone)

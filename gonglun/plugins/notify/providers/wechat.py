@@ -22,7 +22,7 @@ from gonglun.plugins.notify.providers.base import (
     Provider,
     TransientError,
 )
-from gonglun.plugins.notify.providers.settings import bounded, vendor_settings
+from gonglun.vendors import bounded, vendor_settings
 
 REQUIRED = ("appid", "secret")
 LIVE_BASE = "https://api.weixin.qq.com/"

@@ -1,6 +1,7 @@
-"""Provider keys from exactly what the configuration names (DECISIONS.md 23), never a fallback.
+"""Vendor keys from exactly what the configuration names (decision 23), never a fallback,
+for every plugin that talks to a vendor (notify, face, accounts' WeChat sign-in).
 
-For a vendor provider (``[notify.tencentcloud]``, ``[notify.wechat]``, ``[notify.jpush]``):
+For a vendor provider (``[notify.tencentcloud]``, ``[notify.wechat]``, ``[face.tencentcloud]``...):
 
 * its own table with every required key: the live vendor, unless the table names an endpoint;
 * otherwise the keyset file ``notify.keyset`` (staging against a standalone sandbox, which
@@ -53,13 +54,19 @@ def vendor_settings(rt: Any, section: str, required: tuple[str, ...],
     if not isinstance(keys, dict) or not all(keys.get(k) for k in required):
         raise SettingsError(f"{source} has no complete {section} keys "
                             "(gonglun sandbox init adds them)")
+    return {**keys, **configured, "gateway": keyset_gateway(rt, plugin)}
+
+
+def keyset_gateway(rt: Any, plugin: str) -> str:
+    """The sandbox that serves ``plugin``'s keyset keys: ``<plugin>.gateway_url``, or this
+    server where the bundled sandbox runs and no keyset file was named."""
     gateway = rt.config.get(f"{plugin}.gateway_url")
     if not gateway:
         if rt.config.path(f"{plugin}.keyset") is not None or not rt.config.sandbox_enabled:
             raise SettingsError(f"{plugin}.keyset names sandbox keys but {plugin}.gateway_url "
                                 "is not set")
         gateway = rt.config.base_url  # the bundled sandbox, mounted on this server
-    return {**keys, **configured, "gateway": str(gateway).rstrip("/")}
+    return str(gateway).rstrip("/")
 
 
 def host_of(url: str) -> tuple[str, str]:
@@ -77,3 +84,20 @@ def bounded(value: Any, name: str, default: float, low: float, high: float) -> f
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise SettingsError(f"{name} must be a number from {low} to {high}")
     return float(value)
+
+
+def tencent_client(local: Any, module: Any, name: str, settings: dict[str, Any], *,
+                   endpoint: str, protocol: str, region: str, timeout: int) -> Any:
+    """One Tencent Cloud SDK client per thread (``local``, a ``threading.local``): the SDK
+    keeps a connection object per client. ``module.<name>`` is the service's client class."""
+    client = getattr(local, "client", None)
+    if client is None:
+        from tencentcloud.common import credential
+        from tencentcloud.common.profile.client_profile import ClientProfile
+        from tencentcloud.common.profile.http_profile import HttpProfile
+
+        profile = HttpProfile(endpoint=endpoint, protocol=protocol, reqTimeout=timeout)
+        client = local.client = getattr(module, name)(
+            credential.Credential(settings["secret_id"], settings["secret_key"]),
+            region, ClientProfile(httpProfile=profile))
+    return client
