@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 #: Modules whose import declares the core's tables (plugins add theirs via register_models).
 CORE_MODELS = ("gonglun.hooks.deferred", "gonglun.accounts.models", "gonglun.ledger.models",
-               "gonglun.idempotency", "gonglun.accounts.admin")
+               "gonglun.idempotency", "gonglun.accounts.admin", "gonglun.scheduler")
 
 
 def _worker_beat(rt: Any) -> None:

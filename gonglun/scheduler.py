@@ -1,10 +1,20 @@
 """Periodic jobs: enqueue Dramatiq actors on a schedule, one active scheduler across processes.
 
-Two layers keep a job from being enqueued twice for one period even with several schedulers:
-a leader lease in Redis (``SET NX PX`` renewed by its token) lets only one process tick, which
-saves work; and each period's enqueue is claimed with ``SET NX`` on ``sched:<job>:<slot>``,
-which makes a double enqueue impossible even while two processes both believe they lead (a
-paused leader whose lease ran out). The jobs themselves are idempotent regardless.
+A job's periods are the slots ``floor(now / every_s)``. Each period is enqueued at most once,
+whatever the number of schedulers and whatever happens to Redis:
+
+* a leader lease in Redis (``SET NX PX`` renewed by its token) lets only one process tick, and
+  ``SET NX`` on ``sched:<job>:<slot>`` filters the ticks of a period already seen; both only save
+  work;
+* the database decides: before enqueueing, a period is claimed by inserting ``(job, slot)`` into
+  ``scheduler_runs`` under a unique constraint. An empty Redis (a restart, a flush, a failover)
+  or two processes both believing they lead cannot run a period twice. A failed enqueue deletes
+  the claim, so the period is retried on the next tick;
+* a job never runs twice within half its interval: a period first run late (the scheduler was
+  down) is followed by the next one only once half an interval has passed since that run.
+
+Missed periods are not replayed: after downtime the current period runs once. A scheduler that
+dies between its claim and the enqueue loses that one period; the next runs on time.
 """
 
 from __future__ import annotations
@@ -17,9 +27,33 @@ import time
 import uuid
 from typing import Any
 
+from sqlalchemy import BigInteger, String, UniqueConstraint, delete, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gonglun.accounts.models import ID
+from gonglun.db import Base, insert_ignore
 from gonglun.tasks import PeriodicJob
 
 log = logging.getLogger(__name__)
+
+#: Periods of each job kept in ``scheduler_runs`` (older rows are deleted as new ones come).
+KEEP_PERIODS = 8
+
+
+class SchedulerRun(Base):
+    """One period of one job, claimed before it was enqueued (the decisive record)."""
+
+    __tablename__ = "scheduler_runs"
+    __table_args__ = (UniqueConstraint("job", "slot"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(128))
+    #: ``floor(ran_ms / 1000 / every_s)``
+    slot: Mapped[int] = mapped_column(BigInteger)
+    #: when the period was claimed, epoch milliseconds
+    ran_ms: Mapped[int] = mapped_column(BigInteger)
+    #: the scheduler that claimed it (host:pid:random)
+    owner: Mapped[str] = mapped_column(String(128))
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -54,18 +88,63 @@ class Scheduler:
         enqueued = []
         for job in self.jobs:
             slot = int(now // job.every_s)
-            claim = self.rt.keys("sched", job.name, slot)
+            marker = self.rt.keys("sched", job.name, slot)
             ttl = max(2, int(job.every_s * 2) + 1)
-            if not self.rt.redis.set(claim, self.token, nx=True, ex=ttl):
+            if not self.rt.redis.set(marker, self.token, nx=True, ex=ttl):
+                continue  # seen by this or another scheduler: no need to ask the database
+            try:
+                wait = self._claim(job, slot, now)
+            except Exception:
+                self.rt.redis.delete(marker)
+                log.warning("scheduler: could not claim %s", job.name, exc_info=True)
+                continue
+            if wait is None:
+                continue  # the database says this period already ran (Redis was emptied)
+            if wait > 0:  # too soon after the last run: ask again on the next tick
+                self.rt.redis.delete(marker)
                 continue
             try:
                 self.rt.actor(job.actor).send(**job.kwargs)
                 enqueued.append(job.name)
             except Exception:
                 # Release the claim so the next tick (here or elsewhere) retries this period.
-                self.rt.redis.delete(claim)
                 log.warning("scheduler: could not enqueue %s", job.name, exc_info=True)
+                self._release(job, slot)
+                self.rt.redis.delete(marker)
         return enqueued
+
+    def _claim(self, job: PeriodicJob, slot: int, now: float) -> float | None:
+        """Claim ``slot`` of ``job`` in the database: 0 when claimed, None when the period is
+        already taken, else the seconds to wait (the job ran less than half an interval ago)."""
+        now_ms = int(now * 1000)
+        with self.rt.db.write() as session:
+            last = session.execute(
+                select(SchedulerRun.slot, SchedulerRun.ran_ms).where(SchedulerRun.job == job.name)
+                .order_by(SchedulerRun.ran_ms.desc()).limit(1)).first()
+            if last is not None:
+                if last.slot == slot:
+                    return None
+                gap = (now_ms - last.ran_ms) / 1000
+                if gap < job.every_s / 2:
+                    # A clock stepped back shows a negative gap: wait until it catches up.
+                    return job.every_s / 2 - gap
+            if not insert_ignore(session, SchedulerRun.__table__, {
+                    "job": job.name, "slot": slot, "ran_ms": now_ms, "owner": self.token}):
+                return None
+            keep_ms = int(KEEP_PERIODS * job.every_s * 1000)
+            session.execute(delete(SchedulerRun).where(
+                SchedulerRun.job == job.name, SchedulerRun.ran_ms <= now_ms - keep_ms))
+        return 0.0
+
+    def _release(self, job: PeriodicJob, slot: int) -> None:
+        try:
+            with self.rt.db.write() as session:
+                session.execute(delete(SchedulerRun).where(
+                    SchedulerRun.job == job.name, SchedulerRun.slot == slot,
+                    SchedulerRun.owner == self.token))
+        except Exception:  # the period is lost, not doubled; the next one runs on time
+            log.warning("scheduler: could not release %s period %d", job.name, slot,
+                        exc_info=True)
 
     def run(self) -> None:
         """Tick until stopped; no error of Redis or the broker ends the loop (it is retried on
