@@ -14,11 +14,19 @@ conditional UPDATE + notification record + outbox row in one transaction → rel
   processes start and the clock runs until every paid recharge's ``payment_success`` has run,
   i.e. its money is in the wallet (``money``); ``e2e`` is notifications plus that.
 
+Only verified work counts: notifications by the orders found paid (``ok``) with their
+``payment_success`` event, creations by the orders found in the database, balance payments by
+the ``tao`` orders found paid, money by the events done and the buyers' balances credited; the
+ledger audit must be clean. The channel keys are the sandbox keyset's, as on a staging
+deployment (``payment.keyset``, ``payment.gateway_url`` on a sandbox process). Any operation
+not verified, or none done, exits 1. ``--smoke`` is a tiny run (CI).
+
 ``--compare`` runs the same with the code of ``--before`` (default: the commit before the
 double-entry ledger), exported to a temporary directory, in alternating rounds of the same run,
 and prints after/before (medians).
 
-Run: ``python bench/bench_payment.py`` (embedded default: SQLite, in-process Redis and broker)
+Run: ``python bench/bench_payment.py [--smoke]`` (embedded default: SQLite, in-process Redis
+     and broker)
      ``python bench/bench_payment.py --pg --e2e --compare`` (PostgreSQL and Redis on 127.0.0.1)
 Prints figures and writes bench/results/payment-<backend>.json.
 """
@@ -46,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The code under test: this tree, or (``--tree``, the "before" run) an exported one.
 TREE = Path(sys.argv[sys.argv.index("--tree") + 1]) if "--tree" in sys.argv else ROOT
 sys.path.insert(0, str(TREE))
+
+from checks import Checks, per_second, write_results  # noqa: E402
 
 
 def free_port() -> int:
@@ -109,7 +119,7 @@ def http_request(path: str, body: bytes, content_type: str, extra: str = "") -> 
             f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pg", action="store_true", help="PostgreSQL + Redis instead of embedded")
     parser.add_argument("-n", type=int, default=3000, help="notifications")
@@ -124,13 +134,17 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help="also the code of --before")
     parser.add_argument("--before", help="git ref (default: the commit before the ledger)")
     parser.add_argument("--rounds", type=int, default=2, help="with --compare: alternating")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run (CI)")
     parser.add_argument("--tree", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.n, args.orders, args.balance, args.buyers, args.concurrency = 20, 10, 10, 3, 4
+        args.workers = args.worker_processes = args.rounds = 1
     backend = "postgresql" if args.pg else "sqlite"
     if args.tree:  # a child run on another tree's code: results to --out
         Path(args.out).write_text(json.dumps(measure(args, Path(args.tree))))
-        return
+        return 0
     if not args.compare:
         results: dict[str, Any] = {"after": measure(args, ROOT)}
     else:
@@ -149,10 +163,16 @@ def main() -> None:
         results["after_vs_before"] = ratios(results["after"], results["before"])
     results.update({"backend": backend, "concurrency": args.concurrency,
                     "machine": f"{platform.platform()} cpus={os.cpu_count()}"})
-    out = ROOT / "bench" / "results" / f"payment-{backend}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    checks = Checks()
+    runs = results.get("rounds") or {"after": [results["after"]]}
+    for which, measured in runs.items():
+        for run_result in measured:
+            checks.verified.update({f"{which}.{k}": v
+                                    for k, v in run_result["verified"].items()})
+            checks.failures += [f"{which}: {f}" for f in run_result["failures"]]
     print(json.dumps(results, indent=2))
+    print(f"wrote {write_results(f'payment-{backend}', results)}")
+    return checks.exit_code()
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -203,6 +223,7 @@ def measure(args: Any, tree: Path) -> dict[str, Any]:
     from gonglun.runtime import Runtime
     from gonglun.sandbox.alipay import signing_string
     from gonglun.sandbox.keys import init_keyset, rsa_sign
+    from gonglun.sandbox.testing import running_sandbox
     from gonglun.testing import fresh_database
 
     tmp = Path(tempfile.mkdtemp(prefix="gl-bench-"))
@@ -210,13 +231,20 @@ def measure(args: Any, tree: Path) -> dict[str, Any]:
     server = os.environ.get("GONGLUN_BENCH_DATABASE_URL",
                             "postgresql://postgres@127.0.0.1:5432/test") if args.pg else None
     print(f"== {tree}", flush=True)
-    with fresh_database(server, tmp) as url:
+    with fresh_database(server, tmp) as url, running_sandbox(
+            tmp / "sandbox", keyset=keyset) as (gateway, _, _):
         env = {k: v for k, v in os.environ.items() if not k.startswith("GONGLUN_")}
         env.update({
             "GONGLUN_DATABASE_URL": url,
             "GONGLUN_DATA_DIR": str(tmp / "var"),
             "GONGLUN_SANDBOX__DIR": str(tmp / "sandbox"),
             "GONGLUN_SANDBOX__ENABLED": "false",
+            # The channels' keys: the sandbox keyset, as a staging deployment configures them
+            # (the sandbox fails closed: without keys every notification is refused).
+            "GONGLUN_PAYMENT__KEYSET": str(tmp / "sandbox" / "sandbox.json"),
+            "GONGLUN_PAYMENT__GATEWAY_URL": gateway,
+            "GONGLUN_PAYMENT__USER_ORDERS_PER_MIN": "1000000",
+            "GONGLUN_PAYMENT__ACTIONS_PER_MIN": "1000000",
             "GONGLUN_SERVER__EMBEDDED_SERVICES": "false",
             "GONGLUN_CONFIG": str(tmp / "none.toml"),
             "GONGLUN_REDIS_PREFIX": f"bench{secrets.token_hex(3)}:",
@@ -340,15 +368,20 @@ def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_si
     statuses = asyncio.run(fire(port, requests, args.concurrency))
     elapsed = time.perf_counter() - started
     server_cpu_ms = (cpu_seconds(server_pid) - cpu0) * 1000 / args.n
+    checks = Checks()
     with rt.db.read() as session:
-        paid = session.scalar(select(func.count()).where(Payment.state == "ok"))
+        paid = session.scalar(select(func.count()).where(
+            Payment.scene == "recharge_money", Payment.state == "ok"))
         events = session.scalar(select(func.count()).where(OutboxEvent.hook == "payment_success"))
-    notify = {"notifications": args.n, "seconds": round(elapsed, 3),
-              "per_second": round(args.n / elapsed, 1), "http_200": statuses.count(200),
+    # A notification counts when its order is paid and its payment_success event is recorded.
+    verified = checks.expect("notifications", min(paid, events, statuses.count(200)), args.n)
+    notify = {"notifications": args.n, "verified": verified, "seconds": round(elapsed, 3),
+              "per_second": per_second(verified, elapsed), "http_200": statuses.count(200),
               "orders_paid": paid, "payment_success_events": events,
               "api_cpu_ms_per_notification": round(server_cpu_ms, 2)}
-    print(f"notifications: {args.n} in {elapsed:.2f}s = {args.n / elapsed:.0f}/s "
-          f"(paid {paid}, events {events}; API CPU {server_cpu_ms:.2f} ms each)")
+    print(f"notifications: {verified} of {args.n} verified in {elapsed:.2f}s = "
+          f"{notify['per_second']:.0f}/s (paid {paid}, events {events}; "
+          f"API CPU {server_cpu_ms:.2f} ms each)")
     out: dict[str, Any] = {"notify": notify}
     workers = e2e()
     if workers is not None:  # now the worker moves the money of every paid order
@@ -356,9 +389,11 @@ def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_si
             out["money"] = money_moved(rt, args.n, time.perf_counter())
         finally:
             stop(workers)
-        out["e2e"] = {"payments": args.n,
+        credited = credited_wallets(rt, ids, per_buyer, rows)
+        checks.expect("money_moved", min(out["money"]["payments"], credited), args.n)
+        out["e2e"] = {"payments": credited,
                       "seconds": round(notify["seconds"] + out["money"]["seconds"], 3)}
-        out["e2e"]["per_second"] = round(args.n / out["e2e"]["seconds"], 1)
+        out["e2e"]["per_second"] = per_second(credited, out["e2e"]["seconds"])
 
     body = json.dumps({"scene": "recharge_money", "amount": 1234, "method": "alipay",
                        "channel": "page"}).encode()
@@ -367,11 +402,16 @@ def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_si
     started = time.perf_counter()
     statuses = asyncio.run(fire(port, create, args.concurrency))
     elapsed = time.perf_counter() - started
-    orders_out = {"orders": args.orders, "seconds": round(elapsed, 3),
-                  "per_second": round(args.orders / elapsed, 1),
+    with rt.db.read() as session:
+        created = session.scalar(select(func.count()).where(
+            Payment.user_id == ids[0], Payment.scene == "recharge_money",
+            Payment.amount == 1234, Payment.state == "wait_pay"))
+    verified = checks.expect("orders_created", min(created, statuses.count(201)), args.orders)
+    orders_out = {"orders": args.orders, "verified": verified, "seconds": round(elapsed, 3),
+                  "per_second": per_second(verified, elapsed),
                   "http_201": statuses.count(201)}
-    print(f"order creations (alipay page, signed order string): {args.orders} in {elapsed:.2f}s "
-          f"= {args.orders / elapsed:.0f}/s")
+    print(f"order creations (alipay page, signed order string): {verified} of {args.orders} "
+          f"verified in {elapsed:.2f}s = {orders_out['per_second']:.0f}/s")
     out["create"] = orders_out
 
     body = json.dumps({"scene": "tao", "amount": 100, "method": "money",
@@ -382,12 +422,18 @@ def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_si
     started = time.perf_counter()
     statuses = asyncio.run(fire(port, pay, args.concurrency))
     elapsed = time.perf_counter() - started
-    out["balance"] = {"payments": args.balance, "seconds": round(elapsed, 3),
-                      "per_second": round(args.balance / elapsed, 1),
+    with rt.db.read() as session:
+        paid = session.scalar(select(func.count()).where(
+            Payment.scene == "tao", Payment.state == "ok"))
+    verified = checks.expect("balance_payments", min(paid, statuses.count(201)), args.balance)
+    out["balance"] = {"payments": args.balance, "verified": verified,
+                      "seconds": round(elapsed, 3), "per_second": per_second(verified, elapsed),
                       "http_201": statuses.count(201)}
-    print(f"balance payments (tao, {len(tokens)} buyers): {args.balance} in {elapsed:.2f}s "
-          f"= {args.balance / elapsed:.0f}/s ({statuses.count(201)} created)")
+    print(f"balance payments (tao, {len(tokens)} buyers): {verified} of {args.balance} paid "
+          f"in {elapsed:.2f}s = {out['balance']['per_second']:.0f}/s")
     out["audit_problems"] = audit_count(rt)
+    checks.require(out["audit_problems"] == 0, f"audit: {out['audit_problems']} problem(s)")
+    out.update(checks.report())
     return out
 
 
@@ -409,6 +455,24 @@ def money_moved(rt: Any, n: int, started: float, timeout: float = 600) -> dict[s
     print(f"money moved by the workers (payment_success done): {done} in {elapsed:.2f}s "
           f"= {done / elapsed:.0f}/s")
     return {"payments": done, "seconds": round(elapsed, 3), "per_second": round(done / elapsed, 1)}
+
+
+def credited_wallets(rt: Any, ids: list[int], funded: int, rows: list[dict[str, Any]]) -> int:
+    """How many recharges reached their buyer's wallet: every buyer's balance must be what
+    was funded plus its paid recharges; a buyer short of that counts none of its own."""
+    try:
+        from gonglun.ledger import balance
+    except ImportError:  # the single-entry ledger kept the balance on the user
+        from gonglun.accounts.models import User
+
+        def balance(session: Any, uid: int) -> int:
+            return int(session.get(User, uid).balance)
+    ok = 0
+    for uid in ids:
+        mine = [r["amount"] for r in rows if r["user_id"] == uid]
+        with rt.db.read() as session:
+            ok += len(mine) if balance(session, uid) == funded + sum(mine) else 0
+    return ok
 
 
 def audit_count(rt: Any) -> int:

@@ -7,8 +7,15 @@ refunds move money in one transaction; WeChat refunds go to the sandbox through 
 (mixed ways and amounts): exactly one wins; the latency of the losers is what the lock and the
 state machine cost them.
 
-Run: ``python bench/bench_refund.py`` (SQLite) or ``python bench/bench_refund.py --pg``
-(PostgreSQL and Redis on 127.0.0.1). Prints figures and writes bench/results/refund-<db>.json.
+Only verified refunds count: an order the benchmark pays must be found paid, a refund must
+leave its payment ``refund`` with a successful refund record of the amount asked, and the
+buyer's balance must move by exactly the refunds (credited for balance payments, taken back
+for recharges); the contention must have exactly one winner, refunded once; the ledger audit
+must be clean. Anything else exits 1.
+
+Run: ``python bench/bench_refund.py [--smoke]`` (SQLite) or ``python bench/bench_refund.py
+--pg`` (PostgreSQL and Redis on 127.0.0.1). Prints figures and writes
+bench/results/refund-<db>.json.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from checks import Checks, per_second, write_results  # noqa: E402
+
 KEY = "bench-refund-key-" + "x" * 32
 
 
@@ -90,6 +100,39 @@ def paid_wx_orders(rt: Any, sb: Any, buyer: Any, n: int) -> list[int]:
     return ids
 
 
+def states(rt: Any, ids: list[int]) -> dict[str, int]:
+    """How many of the payments ``ids`` are in each state."""
+    from sqlalchemy import func, select
+
+    from gonglun.plugins.payment.models import Payment
+
+    with rt.db.read() as session:
+        return dict(session.execute(select(Payment.state, func.count())
+                                    .where(Payment.id.in_(ids)).group_by(Payment.state)).all())
+
+
+def refunded(rt: Any, ids: list[int], amount: int) -> int:
+    """Payments of ``ids`` refunded: state ``refund`` and one successful record of ``amount``."""
+    from sqlalchemy import func, select
+
+    from gonglun.plugins.payment.models import Payment
+    from gonglun.plugins.refund.models import SUCCESS, Refund
+
+    with rt.db.read() as session:
+        return int(session.scalar(
+            select(func.count(func.distinct(Payment.id))).join(
+                Refund, Refund.payment_id == Payment.id).where(
+                Payment.id.in_(ids), Payment.state == "refund", Payment.refund_amount == amount,
+                Refund.status == SUCCESS, Refund.amount == amount)) or 0)
+
+
+def wallet(rt: Any, user_id: int) -> int:
+    from gonglun.ledger import balance
+
+    with rt.db.read() as session:
+        return balance(session, user_id)
+
+
 def refund_all(http: Any, ids: list[int], headers: dict[str, str], concurrency: int
                ) -> dict[str, Any]:
     errors: dict[str, int] = {}
@@ -109,8 +152,8 @@ def refund_all(http: Any, ids: list[int], headers: dict[str, str], concurrency: 
     elapsed = time.perf_counter() - started
     ok = sum(1 for s, _ in results if s == 201)
     lat = sorted(t for _, t in results)
-    return {"refunds": len(ids), "ok": ok, "seconds": round(elapsed, 3),
-            "per_s": round(ok / elapsed, 1), "p50_ms": round(lat[len(lat) // 2] * 1000, 1),
+    return {"refunds": len(ids), "http_201": ok, "seconds": round(elapsed, 3),
+            "p50_ms": round(lat[len(lat) // 2] * 1000, 1),
             "p95_ms": round(lat[int(len(lat) * 0.95)] * 1000, 1), "errors": errors}
 
 
@@ -153,12 +196,16 @@ def settle_outbox(rt: Any, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pg", action="store_true")
     parser.add_argument("-n", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--smoke", action="store_true", help="a tiny run (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.n, args.concurrency = 6, 4
+    checks = Checks()
 
     import dramatiq
     import httpx
@@ -202,16 +249,36 @@ def main() -> None:
                 buyer_user = session.get(User, buyer)
             admin = {"Authorization": f"Bearer {admin_token}"}
             balance_ids = paid_balance_orders(rt, buyer, seller, args.n)
-            wx_ids = paid_wx_orders(rt, sb, buyer_user, args.n // 3)
+            wx_ids = paid_wx_orders(rt, sb, buyer_user, max(1, args.n // 3))
             settle_outbox(rt)
-            results = {
-                "balance": refund_all(http, balance_ids, admin, args.concurrency),
-                "wxpay": refund_all(http, wx_ids, admin, args.concurrency),
-            }
+            checks.expect("balance_orders_paid", states(rt, balance_ids).get("ok", 0), args.n)
+            checks.expect("wxpay_orders_paid", states(rt, wx_ids).get("ok", 0), len(wx_ids))
+            results = {}
+            # Balance refunds credit the buyer; refunds of WeChat recharges take them back.
+            for name, ids, sign in (("balance", balance_ids, 1), ("wxpay", wx_ids, -1)):
+                before = wallet(rt, buyer)
+                figures = refund_all(http, ids, admin, args.concurrency)
+                settle_outbox(rt)
+                done = refunded(rt, ids, 100)
+                moved = (wallet(rt, buyer) - before) * sign
+                checks.require(moved == 100 * done, f"{name}: the buyer's balance moved by "
+                               f"{moved * sign} fen for {done} refunds of 100")
+                verified = checks.expect(f"{name}_refunds", min(done, figures["http_201"]),
+                                         len(ids))
+                figures.update(verified=verified,
+                               per_s=per_second(verified, figures["seconds"]))
+                results[name] = figures
+                print(f"{name} refunds: {verified} of {len(ids)} verified, "
+                      f"{figures['per_s']}/s", flush=True)
             target = paid_wx_orders(rt, sb, buyer_user, 1)[0]
             results["contention"] = contention(http, target, {"admin": admin})
             settle_outbox(rt)
+            checks.expect("contention_winner", results["contention"]["winners"], 1)
+            checks.require(states(rt, [target]) == {"refund": 1},
+                           f"contention: the order ended {states(rt, [target])}")
             results["audit_problems"] = len(run_audit(rt))
+            checks.require(results["audit_problems"] == 0,
+                           f"audit: {results['audit_problems']} problem(s)")
         finally:
             http.close()
             sb.close()
@@ -222,11 +289,12 @@ def main() -> None:
     out = {"backend": "postgresql" if args.pg else "sqlite", "machine": platform.machine(),
            "cpus": os.cpu_count(), "python": platform.python_version(),
            "concurrency": args.concurrency, **results}
+    out.update(checks.report())
     print(json.dumps(out, indent=2, ensure_ascii=False))
-    dest = ROOT / "bench" / "results"
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / f"refund-{out['backend']}.json").write_text(json.dumps(out, indent=2))
+    backend = out["backend"]
+    print(f"wrote {write_results(f'refund-{backend}', out)}")
+    return checks.exit_code()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
