@@ -22,6 +22,11 @@ Scenarios, each ``--seconds`` long:
 pgbench runs ``UPDATE hot SET v = v + 1 WHERE id = 1`` with as many clients (and with one) on a
 fresh database of the same server. Prints a table; writes bench/results/ledger.json.
 
+Only verified transfers count: after each scenario the rows under its idempotency keys are
+counted in the database and must equal the transfers the writers reported; a failed transfer,
+a missing row, an unclean audit or no transfer at all exits 1. ``--smoke`` is a tiny run on
+SQLite (CI).
+
     .venv-test/bin/python bench/bench_ledger.py [--seconds 5] [--processes 4] [--threads 2]
 """
 
@@ -42,7 +47,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "ledger.json"
+sys.path.insert(0, str(ROOT))
+
+from checks import Checks, write_results  # noqa: E402
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 SEED = 10**12
 
@@ -185,6 +193,21 @@ def scenario(impl: str, url: str, tmp: str, name: str, users: list[int], process
             "first_failure": next((f for r in results for f in r[1]), None)}
 
 
+def rows_made(rt: Any, name: str, processes: int) -> int:
+    """Transfers (postings, before) in the database under the keys of scenario ``name``."""
+    from sqlalchemy import func, or_, select
+
+    try:
+        from gonglun.ledger.models import Transfer as Row
+    except ImportError:  # the single-entry ledger
+        from gonglun.ledger.models import Posting as Row  # type: ignore[attr-defined,no-redef]
+
+    with rt.db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(Row).where(or_(*(
+            Row.idempotency_key.startswith(f"{name}{p}-", autoescape=True)
+            for p in range(processes))))) or 0)
+
+
 def run_impl(impl: str, server: str | None, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every scenario of one version of the code on a fresh database of ``server``."""
     from argon2 import PasswordHasher
@@ -217,9 +240,12 @@ def run_impl(impl: str, server: str | None, args: argparse.Namespace) -> list[di
                 result = scenario(how, url, tmp, name, who, procs, threads, args.seconds,
                                   escrow)
                 result["impl"] = impl
+                result["verified"] = rows_made(rt, name, procs)
+                result["verified_ok"] = result["verified"] == result["transfers"] > 0
                 out.append(result)
                 print(f"  {impl:<6} {name:<18} {procs}x{threads:<3} {result['per_second']:>9.1f}"
-                      f" transfers/s  ({result['failures']} failed)", flush=True)
+                      f" transfers/s  ({result['failures']} failed, {result['verified']} of "
+                      f"{result['transfers']} found in the database)", flush=True)
             audit = _audit(rt, impl)
             for r in out:
                 r["audit_ok"] = not audit
@@ -318,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="alternating after/before rounds; medians reported")
     parser.add_argument("--sqlite", action="store_true", help="also the embedded SQLite")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny run on SQLite alone, no 'before', no pgbench (CI)")
     parser.add_argument("--impl", choices=("before", "after"), help=argparse.SUPPRESS)
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -326,18 +354,23 @@ def main(argv: list[str] | None = None) -> int:
         server = None if args.server == "sqlite" else args.server
         Path(args.out).write_text(json.dumps(run_impl(args.impl, server, args)))
         return 0
+    if args.smoke:
+        args.seconds, args.processes, args.threads, args.history, args.rounds = 0.5, 1, 2, 100, 1
+        args.batch_processes, args.batch_threads, args.no_before = 1, 4, True
 
     pg = os.environ.get("GONGLUN_BENCH_DATABASE_URL") or DEFAULT_PG
-    servers = ([("postgresql", pg)] if reachable(pg) else []) + (
+    servers = [("sqlite", None)] if args.smoke else (
+        [("postgresql", pg)] if reachable(pg) else []) + (
         [("sqlite", None)] if args.sqlite or not reachable(pg) else [])
     from gonglun.testing import pre_ledger_commit
 
-    ref = args.before or pre_ledger_commit(ROOT)
+    ref = args.before or ("" if args.no_before else pre_ledger_commit(ROOT))
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
     ceilings: list[dict[str, Any]] = []
     for backend, server in servers:
-        print(f"{backend}: after (this tree), before ({ref[:10]}), pgbench", flush=True)
+        print(f"{backend}: after (this tree)"
+              + ("" if args.no_before else f", before ({ref[:10]})") + ", pgbench", flush=True)
         runs: list[dict[str, Any]] = []
         for n in range(args.rounds):  # alternating order: noise and warm-up fall on both
             order = ["after", "before"] if n % 2 == 0 else ["before", "after"]
@@ -346,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.extend(run_impl("after", server, args))
                 elif not args.no_before:
                     runs.extend(run_before(ref, server, args))
-            if backend == "postgresql" and shutil.which("pgbench"):
+            if backend == "postgresql" and shutil.which("pgbench") and not args.smoke:
                 for clients in (1, args.processes * args.threads):
                     c = pgbench(server, clients, args.seconds)
                     ceilings.append(c)
@@ -366,11 +399,17 @@ def main(argv: list[str] | None = None) -> int:
         "results": results, "pgbench": ceilings, "summary": summary["figures"],
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    print(f"wrote {RESULTS} in {report['total_seconds']} s")
-    failed = any(r["failures"] or not r.get("audit_ok", True) for r in results)
-    return 1 if failed else 0
+    checks = Checks()
+    for r in results:
+        what = f"{r['backend']}.{r['impl']}.{r['scenario']}"
+        checks.expect(f"{what} transfers", r["verified"] if r["verified_ok"] else 0,
+                      r["transfers"])
+        checks.require(not r["failures"], f"{what}: {r['failures']} transfer(s) failed, e.g. "
+                                          f"{r['first_failure']}")
+        checks.require(r.get("audit_ok", True), f"{what}: the ledger audit failed")
+    report.update(checks.report())
+    print(f"wrote {write_results('ledger', report)} in {report['total_seconds']} s")
+    return checks.exit_code()
 
 
 def _medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -384,6 +423,7 @@ def _medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         pick = next(r for r in same if r["per_second"] == mid)
         out.append({**pick, "all": [r["per_second"] for r in same],
                     "failures": sum(r["failures"] for r in same),
+                    "verified_ok": all(r.get("verified_ok", False) for r in same),
                     "audit_ok": all(r.get("audit_ok", True) for r in same)})
     return out
 

@@ -7,7 +7,11 @@ the gateway sandbox, run as its own process (``gonglun sandbox --memory``), reac
 the real SDKs. The clock runs from the first notification committed to the last delivery
 recorded ``sent``.
 
-Run: ``python bench/bench_notify.py`` (embedded default: SQLite, the in-process Redis
+Only verified deliveries count: each channel must have one ``sent`` delivery per notification,
+and the vendors must have received them (the sandbox's records: one accepted SMS per phone,
+one template message per openid, one push per alias). Anything else, or nothing sent, exits 1.
+
+Run: ``python bench/bench_notify.py [--smoke]`` (embedded default: SQLite, the in-process Redis
      equivalent and an in-process worker, as ``gonglun serve`` runs them)
      ``python bench/bench_notify.py --pg`` (PostgreSQL and Redis on 127.0.0.1, the Redis broker,
      2 ``gonglun worker`` processes)
@@ -33,6 +37,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from checks import Checks, per_second, write_results  # noqa: E402
+
 CHANNELS = ("inbox", "sms", "wechat", "app", "websocket")
 
 
@@ -122,14 +129,60 @@ def latencies(rt: Any) -> dict[str, float]:
     return {"p50_ms": pick(0.5), "p95_ms": pick(0.95), "max_ms": pick(1.0)} if waits else {}
 
 
-def main() -> None:
+def sent_by_channel(rt: Any) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from gonglun.plugins.notify.models import Delivery
+
+    with rt.db.read() as session:
+        rows = session.execute(select(Delivery.channel, func.count(func.distinct(
+            Delivery.user_id))).where(Delivery.status == "sent").group_by(Delivery.channel))
+        return {channel: int(count) for channel, count in rows}
+
+
+def received_by_vendors(sandbox: str) -> dict[str, int]:
+    """Distinct recipients each vendor accepted a message for (its sandbox records)."""
+    import httpx
+
+    def records(vendor: str, **match: str) -> list[dict[str, Any]]:
+        answer = httpx.get(f"{sandbox}/sandbox/{vendor}/requests", params=match, timeout=60,
+                           trust_env=False)
+        answer.raise_for_status()
+        return list(answer.json()["data"])
+
+    sms = {str(r["request"].get("PhoneNumberSet")) for r in records(
+        "tencentcloud", action="SendSms", error="")}
+    wechat = {r["touser"] for r in records("wechat", action="template_send", errcode="0")}
+    app = {r["alias"] for r in records("jpush", action="push", status="200")}
+    return {"sms": len(sms), "wechat": len(wechat), "app": len(app)}
+
+
+def verify(rt: Any, sandbox: str, results: dict[str, Any], n: int) -> Checks:
+    checks = Checks()
+    sent = sent_by_channel(rt)
+    received = received_by_vendors(sandbox)
+    for channel in CHANNELS:
+        done = min(sent.get(channel, 0), received.get(channel, n))
+        checks.expect(f"{channel}_deliveries", done, n)
+    verified = sum(checks.verified.values())
+    results.update(deliveries_verified=verified, received_by_vendors=received,
+                   deliveries_per_s=per_second(verified, results["seconds"]),
+                   notifications_per_s=per_second(min(checks.verified.values()),
+                                                  results["seconds"]))
+    return checks
+
+
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pg", action="store_true", help="PostgreSQL + Redis, 2 workers")
     parser.add_argument("-n", type=int, default=300, help="notifications (one per user)")
     parser.add_argument("--batch", type=int, default=50, help="notifications per transaction")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (--pg)")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.n, args.batch, args.workers, args.threads = 10, 5, 1, 4
 
     from gonglun.config import Config
     from gonglun.migrate import upgrade
@@ -184,6 +237,7 @@ def main() -> None:
                 worker.start()
             try:
                 results = measure(rt, users, args.batch)
+                checks = verify(rt, f"http://127.0.0.1:{sandbox_port}", results, args.n)
             finally:
                 if worker is not None:
                     worker.stop()
@@ -201,12 +255,11 @@ def main() -> None:
         "backend": backend, "worker_processes": args.workers if args.pg else 0,
         "worker_threads": args.threads, "channels": list(CHANNELS),
         "machine": f"{platform.platform()} cpus={os.cpu_count()}",
-        "date": dt.date.today().isoformat(),
+        "date": dt.date.today().isoformat(), **checks.report(),
     })
-    out = ROOT / "bench" / "results" / f"notify-{backend}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
+    print(f"wrote {write_results(f'notify-{backend}', results)}")
+    return checks.exit_code()
 
 
 def measure(rt: Any, users: list[int], batch: int) -> dict[str, Any]:
@@ -240,4 +293,4 @@ def other_final(rt: Any) -> bool:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
