@@ -319,7 +319,8 @@ def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_si
     from gonglun.plugins.payment.models import Payment
     from gonglun.plugins.payment.records import new_order_number
 
-    for _ in range(100):  # wait for the server
+    deadline = time.monotonic() + 120  # wait for the server (a busy machine starts it slowly)
+    while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
@@ -485,4 +486,4 @@ def audit_count(rt: Any) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

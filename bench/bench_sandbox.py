@@ -193,7 +193,7 @@ def sandbox_process(directory: str, notify_base: str) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # a busy machine starts it slowly
         while True:
             try:
                 httpx.get(base + "/sandbox/info", trust_env=False).raise_for_status()
