@@ -36,7 +36,8 @@ from gonglun.tasks import PeriodicJob
 
 log = logging.getLogger(__name__)
 
-#: Periods of each job kept in ``scheduler_runs`` (older rows are deleted as new ones come).
+#: Periods of each job kept in ``scheduler_runs``, newest first (older rows are deleted as new
+#: ones come).
 KEEP_PERIODS = 8
 
 
@@ -125,15 +126,19 @@ class Scheduler:
                 if last.slot == slot:
                     return None
                 gap = (now_ms - last.ran_ms) / 1000
-                if gap < job.every_s / 2:
-                    # A clock stepped back shows a negative gap: wait until it catches up.
+                # A run "in the future" was claimed by a clock ahead of ours (skew, a clock
+                # stepped back): it does not hold the job up; the periods' rows still decide.
+                if 0 <= gap < job.every_s / 2:
                     return job.every_s / 2 - gap
             if not insert_ignore(session, SchedulerRun.__table__, {
                     "job": job.name, "slot": slot, "ran_ms": now_ms, "owner": self.token}):
                 return None
-            keep_ms = int(KEEP_PERIODS * job.every_s * 1000)
-            session.execute(delete(SchedulerRun).where(
-                SchedulerRun.job == job.name, SchedulerRun.ran_ms <= now_ms - keep_ms))
+            oldest_kept = session.scalar(
+                select(SchedulerRun.ran_ms).where(SchedulerRun.job == job.name)
+                .order_by(SchedulerRun.ran_ms.desc()).offset(KEEP_PERIODS - 1).limit(1))
+            if oldest_kept is not None:
+                session.execute(delete(SchedulerRun).where(
+                    SchedulerRun.job == job.name, SchedulerRun.ran_ms < oldest_kept))
         return 0.0
 
     def _release(self, job: PeriodicJob, slot: int) -> None:

@@ -110,6 +110,18 @@ def test_a_job_never_runs_twice_within_half_its_interval(make_rt: Any) -> None:
     assert Scheduler(rt, jobs).tick(6120.0) == ["confirm"]  # period 102, on time
 
 
+def test_a_clock_ahead_does_not_hold_the_job_up(make_rt: Any) -> None:
+    """A scheduler whose clock ran a day ahead claimed a period; schedulers with the right time
+    still run theirs, each once, and a period the skewed one took is not run again."""
+    rt = make_rt()
+    jobs = _ticker(rt, 60.0)
+    assert Scheduler(rt, jobs).tick(6000.0 + 86400) == ["confirm"]
+    assert Scheduler(rt, jobs).tick(6000.0) == ["confirm"]
+    _empty_redis(rt)
+    assert Scheduler(rt, jobs).tick(6010.0) == []
+    assert Scheduler(rt, jobs).tick(6000.0 + 86410) == []
+
+
 def test_racing_schedulers_each_with_an_empty_redis_enqueue_once(make_rt: Any) -> None:
     """Two scheduler processes that both get past Redis (each flushed, or each believing it
     leads): the database's unique (job, period) decides; one enqueue per period."""
