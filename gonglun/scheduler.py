@@ -11,7 +11,8 @@ whatever the number of schedulers and whatever happens to Redis:
   or two processes both believing they lead cannot run a period twice. A failed enqueue deletes
   the claim, so the period is retried on the next tick;
 * a job never runs twice within half its interval: a period first run late (the scheduler was
-  down) is followed by the next one only once half an interval has passed since that run.
+  down) is followed by the next one only once half an interval has passed since that run (a
+  run recorded "in the future", by a clock ahead of ours, does not hold the job up).
 
 Missed periods are not replayed: after downtime the current period runs once. A scheduler that
 dies between its claim and the enqueue loses that one period; the next runs on time.
@@ -55,6 +56,7 @@ class SchedulerRun(Base):
     ran_ms: Mapped[int] = mapped_column(BigInteger)
     #: the scheduler that claimed it (host:pid:random)
     owner: Mapped[str] = mapped_column(String(128))
+
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
