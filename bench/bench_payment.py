@@ -433,7 +433,10 @@ def run(rt: Any, keyset: dict, port: int, args: Any, signing_string: Any, rsa_si
     print(f"balance payments (tao, {len(tokens)} buyers): {verified} of {args.balance} paid "
           f"in {elapsed:.2f}s = {out['balance']['per_second']:.0f}/s")
     out["audit_problems"] = audit_count(rt)
-    checks.require(out["audit_problems"] == 0, f"audit: {out['audit_problems']} problem(s)")
+    # The single-entry ledger's audit (the "before" code) counts a paid recharge whose money is
+    # still queued (no worker runs without --e2e) as a problem: enforced for this tree only.
+    checks.require(out["audit_problems"] == 0 or TREE != ROOT,
+                   f"audit: {out['audit_problems']} problem(s)")
     out.update(checks.report())
     return out
 
