@@ -295,3 +295,36 @@ def test_reconciliation_shows_a_hand_paid_refund_the_channel_also_paid(live: Liv
         "refund_paid_twice", payment["payment_order"], 720)
     with live.rt.db.read() as session:
         assert session.get(Payment, payment["id"]).state == "refund"
+
+
+def test_manual_racing_the_channel_paying_never_pays_twice(live: Live) -> None:
+    """Threads: staff pay by hand while the channel pays the same refund out (its success
+    notice and the confirmation job): the manual payout loses every round."""
+    _, cs = live.user("cs", role="admin")
+    for n in range(4):
+        payment, row = abnormal(live, cs, 600 + n)
+        get_channel(live.rt, "wxpay").abnormal_refund(row.channel_refund_id, row.refund_order,
+                                                      type="MERCHANT_BANK_CARD")
+        gate = threading.Barrier(3)
+
+        def manual(row: Refund = row, gate: threading.Barrier = gate) -> Any:
+            gate.wait()
+            return resolve(live, row.id, cs, MANUAL)
+
+        def channel(row: Refund = row, gate: threading.Barrier = gate) -> None:
+            gate.wait()
+            settle_wx(live, row.refund_order)
+
+        def job(gate: threading.Barrier = gate) -> None:
+            gate.wait()
+            confirm_waiting(live.rt, "wxpay", older_than_s=0)
+
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answer, *_ = [f.result() for f in
+                          (pool.submit(manual), pool.submit(channel), pool.submit(job))]
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["error"] in ("refund.channel_processing", "refund.paid_by_channel",
+                                          "refund.not_failed", "refund.exit_claimed")
+        wait_until(lambda p=payment: state(live, p["id"])[0] == "refund", what="paid")
+        assert payouts(live, row.refund_order) == ["channel:wxpay"]
+        audit_clean(live)

@@ -29,7 +29,7 @@ import logging
 import secrets
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, true, update
 
 from gonglun.db import insert_ignore, utcnow
 from gonglun.errors import GonglunError
@@ -115,45 +115,41 @@ def release_stale(session: Any, row: Refund) -> None:
 # -- the channel's exits (inside ``settle``'s transaction) ----------------------------------
 
 
-def channel_paid(rt: Any, session: Any, row: Refund, result: Any) -> bool:
-    """``failed → refunded`` by the channel: the hold goes to the channel's clearing account.
-    False when another exit took it first."""
+def _to_channel(rt: Any, session: Any, row: Refund, where: Any, values: dict[str, Any],
+                state: str, note: str) -> bool:
+    """``failed → ...`` by one conditional update, then the hold goes to the channel's clearing
+    account and the payment from ``fail_refund`` to ``state``. False when another exit won."""
     from gonglun.plugins.refund import service
 
-    now = utcnow()
     taken = session.execute(
-        update(Refund).where(Refund.id == row.id, Refund.status == FAILED)
-        .values(status=SUCCESS, paid_by="channel", claim=None, claimed_at=None, checks=0,
-                channel_status="SUCCESS", success_time=now, updated_at=now,
-                success=service.dumps(result.raw))
+        update(Refund).where(Refund.id == row.id, Refund.status == FAILED, where)
+        .values(claim=None, claimed_at=None, checks=0, updated_at=utcnow(), **values)
         .execution_options(synchronize_session=False)).rowcount
     if not taken:
         return False
     session.refresh(row)
-    service.release_hold(rt, session, row, to=f"channel:{row.method}", note="渠道退款成功")
-    service.move_payment(session, row, "fail_refund", "refund")
+    service.release_hold(rt, session, row, to=f"channel:{row.method}", note=note)
+    service.move_payment(session, row, "fail_refund", state)
     return True
+
+
+def channel_paid(rt: Any, session: Any, row: Refund, result: Any) -> bool:
+    """``failed → refunded`` by the channel, whatever staff claimed (it is a fact)."""
+    from gonglun.plugins.refund import service
+
+    return _to_channel(rt, session, row, true(), {
+        "status": SUCCESS, "paid_by": "channel", "channel_status": "SUCCESS",
+        "success_time": utcnow(), "success": service.dumps(result.raw)}, "refund", "渠道退款成功")
 
 
 def resume(rt: Any, session: Any, row: Refund, *, token: str | None) -> bool:
     """``failed → refunding``: the channel is paying it out again (a retry it accepted, or a
-    check that finds it processing). The hold goes to the channel; the payment waits again.
-    ``token``: the retry's claim, which must still be held (None: no claim may be held)."""
-    from gonglun.plugins.refund import service
-
+    check that finds it processing); the payment waits again. ``token``: the retry's claim,
+    which must still be held (None: no claim may be held)."""
     held = Refund.claim == token if token else Refund.claim.is_(None)
-    taken = session.execute(
-        update(Refund).where(Refund.id == row.id, Refund.status == FAILED, held)
-        .values(status=REFUNDING, claim=None, claimed_at=None, checks=0, waits=0,
-                stuck_at=None, checked_at=None, channel_status="PROCESSING",
-                updated_at=utcnow())
-        .execution_options(synchronize_session=False)).rowcount
-    if not taken:
-        return False
-    session.refresh(row)
-    service.release_hold(rt, session, row, to=f"channel:{row.method}", note="渠道重新退款")
-    service.move_payment(session, row, "fail_refund", "wait_refund")
-    return True
+    return _to_channel(rt, session, row, held, {
+        "status": REFUNDING, "waits": 0, "stuck_at": None, "checked_at": None,
+        "channel_status": "PROCESSING"}, "wait_refund", "渠道重新退款")
 
 
 def paid_twice(rt: Any, session: Any, row: Refund, result: Any) -> str:
@@ -286,9 +282,10 @@ def retry_channel(rt: Any, refund_id: int, bank: dict[str, Any], admin_id: int
     if result.processing:
         with rt.db.write() as session:
             row = session.get(Refund, refund_id, populate_existing=True)
-            if not resume(rt, session, row, token=token):
+            if resume(rt, session, row, token=token):
+                row.resolution, row.resolved_by = note[:255], admin_id
+            elif row.paid_by != "channel":  # the channel's own success got there first: done
                 raise lost(session, refund_id)
-            row.resolution, row.resolved_by = note[:255], admin_id
             data = service.snapshot(session, row.payment_id, row)
         service.after(rt, data["payment"])
         return data

@@ -81,18 +81,20 @@ def paid_twice_problems(session: Session, problems: list[str]) -> list[str]:
     open_items = (select(i.id, i.payment_order, i.channel_amount, p.id.label("pid"))
                   .outerjoin(Payment.__table__, p.payment_order == i.payment_order)
                   .where(i.kind == TWICE, i.status == "open").order_by(i.id))
-    report(problems, session.execute(open_items),
-           lambda x: (f"refund: payment {x.pid} ({x.payment_order}) was refunded twice (by hand "
-                      f"and by the channel, {x.channel_amount}): reconciliation item {x.id} is "
-                      f"open until the money is recovered"),
-           "refund: {n} more refunds paid twice")
     unlisted = (select(t.id, t.amount, r.payment_id, r.payment_order)
                 .join(Refund.__table__, r.refund_order == t.ref)
                 .where(t.code == TWICE, ~exists().where(i.kind == TWICE,
                                                         i.payment_order == r.payment_order))
                 .order_by(t.id))
-    report(problems, session.execute(unlisted),
-           lambda x: (f"refund: payment {x.payment_id} ({x.payment_order}) was refunded twice "
-                      f"(transfer {x.id}, {x.amount}) with no reconciliation item"),
-           "refund: {n} more double refunds without an item")
+    for stmt, line, summary in (
+        (open_items, lambda x: (f"refund: payment {x.pid} ({x.payment_order}) was refunded "
+                                f"twice (by hand and by the channel, {x.channel_amount}): "
+                                f"reconciliation item {x.id} is open until the money is "
+                                f"recovered"), "refund: {n} more refunds paid twice"),
+        (unlisted, lambda x: (f"refund: payment {x.payment_id} ({x.payment_order}) was "
+                              f"refunded twice (transfer {x.id}, {x.amount}) with no "
+                              f"reconciliation item"),
+         "refund: {n} more double refunds without an item"),
+    ):
+        report(problems, session.execute(stmt), line, summary)
     return problems
