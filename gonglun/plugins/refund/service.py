@@ -358,7 +358,6 @@ def settle(rt: Any, refund_id: int, result: Any, *, source: str) -> dict[str, An
     with rt.db.write() as session:
         row = session.execute(select(Refund).where(Refund.id == refund_id)
                               .with_for_update()).scalar_one()
-        session.refresh(row)
         payment = session.get(Payment, row.payment_id)
         outcome, capped = _transition(rt, session, row, payment, result, source)
         data = snapshot(session, row.payment_id, row)
