@@ -97,3 +97,13 @@ def audit_clean(live: Live) -> None:
 def settle_wx(live: Live, refund_order: str, status: str = "SUCCESS") -> None:
     done = live.sb.post(f"/sandbox/wxpay/refunds/{refund_order}/settle", json={"status": status})
     assert done.status_code == 200, done.text
+
+
+def later(live: Live, refund_order: str, hours: int = 1) -> None:
+    """The confirmation job's period passes: the last counted check moves back in time."""
+    import datetime as dt
+
+    with live.rt.db.write() as session:
+        row = session.scalars(select(Refund).where(Refund.refund_order == refund_order)).one()
+        if row.checked_at is not None:
+            row.checked_at -= dt.timedelta(hours=hours)

@@ -15,7 +15,9 @@ difference as a ``ReconItem``:
 - ``status_mismatch``: the channel refunded it as we did, but ours is not settled yet
   (``wait_refund``) or failed (``fail_refund``);
 - ``refund_missing_channel``: we refunded it that day through the channel, the statement has
-  no such refund (a manual payout of a failed refund is not the channel's, and not counted).
+  no such refund (a manual payout of a failed refund is not the channel's, and not counted);
+- ``refund_paid_twice``: we refunded it by hand and the statement shows the channel refunded it
+  too (``recon_twice.py``; also opened by the refund plugin when the channel's success arrives).
 
 Runs are idempotent: items are unique on (day, channel, order, kind) and inserted with
 insert-ignore, so the hourly job can re-run yesterday freely. A re-run resolves open items that
@@ -42,12 +44,13 @@ from gonglun.plugins.payment.apply import REVIEW_KIND
 from gonglun.plugins.payment.channels import ChannelError, StatementRow, get_channel
 from gonglun.plugins.payment.models import Payment, ReconItem, ReconRun
 from gonglun.plugins.payment.money import SHANGHAI
+from gonglun.plugins.payment.recon_twice import PAID_TWICE, paid_twice
 
 log = logging.getLogger(__name__)
 
 CHANNELS = ("alipay", "wxpay")
 KINDS = ("missing_local", "missing_channel", "amount_mismatch", "status_mismatch",
-         "refund_missing_local", "refund_amount_mismatch", "refund_missing_channel")
+         "refund_missing_local", "refund_amount_mismatch", "refund_missing_channel", PAID_TWICE)
 STATUSES = ("open", "resolved")
 PAID_STATES = ("ok", "wait_refund", "refund", "fail_refund")
 RECOVERED = "recovered by query"
@@ -228,6 +231,8 @@ def _run(rt: Any, bill_date: str, channel: str) -> ReconReport:
             add(Difference("refund_missing_channel", p.payment_order, local_amount=p.refund_amount,
                            channel_amount=0, local_state=p.state,
                            channel_state=row.status if row else None))
+    for d in paid_twice(rt, channel, rows):
+        add(d)
     report = ReconReport(bill_date, channel, channel_rows=len(rows), local_rows=len(in_day),
                          channel_paid=sum(rows[p.payment_order].amount for p in in_day
                                           if p.payment_order in rows))
@@ -351,8 +356,8 @@ def _record(rt: Any, report: ReconReport, diffs: list[Difference],
             select(ReconItem.id, ReconItem.kind, ReconItem.payment_order).where(
                 ReconItem.bill_date == bill_date, ReconItem.channel == channel,
                 ReconItem.status == "open",
-                # Held notifications are not statement differences: a person resolves them.
-                ReconItem.kind != REVIEW_KIND)
+                # Held notifications and money paid twice: a person resolves them.
+                ReconItem.kind.not_in((REVIEW_KIND, PAID_TWICE)))
         ).all():
             if (kind, order) not in open_keys:
                 report.cleared += _settle(session, (ReconItem.id == item_id,), CLEARED, now)

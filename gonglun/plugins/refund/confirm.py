@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from gonglun.db import utcnow
-from gonglun.plugins.refund.models import REFUNDING, Refund
+from gonglun.plugins.refund.models import FAILED, REFUNDING, Refund
 from gonglun.plugins.refund.service import settle
 
 log = logging.getLogger(__name__)
@@ -23,20 +23,23 @@ def confirm_waiting(rt: Any, method: str, *, older_than_s: int | None = None,
                     limit: int = 200) -> dict[str, int]:
     """Ask the channel about every refund of ``method`` still refunding; apply the answers.
 
-    Three consecutive checks that do not find it settled make it ``fail_refund``
-    (``refund.confirm_failures``); a refund the channel never received is voided.
+    Checks that get no answer count toward ``fail_refund`` (``refund.confirm_failures``,
+    one per job period); the channel's PROCESSING does not (the refund is shown stuck at the
+    channel instead); a refund the channel never received is voided. Refunds in
+    ``fail_refund`` are asked about too, until an exit is taken: the channel's success there is
+    the channel exit (DECISIONS.md 29).
     """
     from gonglun.plugins.payment import ChannelError, RefundResult, get_channel
 
     older = SCHEDULE[method][1] if older_than_s is None else older_than_s
     cutoff = utcnow() - dt.timedelta(seconds=older)
     with rt.db.read() as session:
-        rows = session.execute(
+        rows = [row for status in (REFUNDING, FAILED) for row in session.execute(
             select(Refund.id, Refund.refund_order, Refund.payment_order, Refund.total)
-            .where(Refund.status == REFUNDING, Refund.method == method,
+            .where(Refund.status == status, Refund.method == method,
                    Refund.created_at <= cutoff)
             .order_by(Refund.id).limit(limit)
-        ).all()
+        ).all()]
     stats: dict[str, int] = {}
     channel = get_channel(rt, method)
     for row in rows:

@@ -5,11 +5,13 @@
 2. A refund record that holds money (status 1, 2, 3) is its payment's current refund.
 3. A ``fail_refund`` refund's money is held in ``escrow`` under its number; a refund paid out
    (by hand or by a retry) holds nothing any more.
+4. A refund paid twice (by hand, then by the channel: ``refund_paid_twice``) fails the audit
+   while its reconciliation item is open, or if it has none.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy import and_, exists, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from gonglun.ledger import Account, Transfer
@@ -65,4 +67,34 @@ def refund_problems(session: Session, problems: list[str]) -> list[str]:
            lambda x: (f"refund {x.id} ({x.refund_order}, status {x.status}): escrow holds "
                       f"{x.held} for it, expected {x.amount if x.status == FAILED else 0}"),
            "refund: {n} more refunds' holds are wrong")
+    return problems
+
+
+def paid_twice_problems(session: Session, problems: list[str]) -> list[str]:
+    """Money that left twice for one refund, until staff resolve its reconciliation item."""
+    from gonglun.plugins.payment import Payment
+    from gonglun.plugins.payment.models import ReconItem
+    from gonglun.plugins.refund.exits import TWICE
+
+    p, i = Payment.__table__.c, ReconItem.__table__.c
+    r, t = Refund.__table__.c, Transfer.__table__.c
+    open_items = (select(i.id, i.payment_order, i.channel_amount, p.id.label("pid"))
+                  .outerjoin(Payment.__table__, p.payment_order == i.payment_order)
+                  .where(i.kind == TWICE, i.status == "open").order_by(i.id))
+    unlisted = (select(t.id, t.amount, r.payment_id, r.payment_order)
+                .join(Refund.__table__, r.refund_order == t.ref)
+                .where(t.code == TWICE, ~exists().where(i.kind == TWICE,
+                                                        i.payment_order == r.payment_order))
+                .order_by(t.id))
+    for stmt, line, summary in (
+        (open_items, lambda x: (f"refund: payment {x.pid} ({x.payment_order}) was refunded "
+                                f"twice (by hand and by the channel, {x.channel_amount}): "
+                                f"reconciliation item {x.id} is open until the money is "
+                                f"recovered"), "refund: {n} more refunds paid twice"),
+        (unlisted, lambda x: (f"refund: payment {x.payment_id} ({x.payment_order}) was "
+                              f"refunded twice (transfer {x.id}, {x.amount}) with no "
+                              f"reconciliation item"),
+         "refund: {n} more double refunds without an item"),
+    ):
+        report(problems, session.execute(stmt), line, summary)
     return problems

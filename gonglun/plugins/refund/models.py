@@ -25,6 +25,8 @@ from gonglun.db import Base, UTCDateTime, utcnow
 #: (``fail_refund``), 4 void: the channel refused or never received it, nothing moved.
 SUCCESS, REFUNDING, FAILED, VOID = 1, 2, 3, 4
 STATUS_NAMES = {SUCCESS: "success", REFUNDING: "refunding", FAILED: "failed", VOID: "void"}
+#: The listing's name for refunding records the channel keeps reporting as PROCESSING.
+STUCK = "stuck"
 
 
 class Refund(Base):
@@ -72,3 +74,18 @@ class Refund(Base):
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     resolved_by: Mapped[int | None] = mapped_column(ID, nullable=True)
     resolution: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: Who holds a ``fail_refund``'s exit while asking the channel: ``retry:<token>`` or
+    #: ``manual:<token>``, taken by one conditional update before any outside call (DECISIONS.md
+    #: 29); None when free. A claim older than ``exits.CLAIM_TTL_S`` is abandoned.
+    claim: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: How the money finally left: ``channel`` or ``manual`` (staff paid by hand).
+    paid_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: When the last counted confirmation ran: a check closer to it than the job's period is
+    #: applied but not counted (a re-run job must not fail a refund early).
+    checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: Counted checks that found the refund still PROCESSING at the channel (not failures).
+    waits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Since when the channel keeps saying PROCESSING (``refund.confirm_failures`` counted
+    #: checks): shown as stuck at the channel, never offered for a manual payout.
+    stuck_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -123,6 +123,16 @@ def startup_checks(rt: Any, problems: list[str]) -> list[str]:
 
 @hookimpl
 def audit(rt: Any, problems: list[str], session: Any) -> list[str]:
-    from gonglun.plugins.refund.invariants import refund_problems
+    from gonglun.plugins.refund.invariants import paid_twice_problems, refund_problems
 
-    return refund_problems(session, problems)
+    return paid_twice_problems(session, refund_problems(session, problems))
+
+
+@hookimpl
+def register_ledger_accounts(rt: Any, accounts: dict[str, Any]) -> dict[str, Any]:
+    from gonglun.ledger import SystemAccount
+    from gonglun.plugins.refund.exits import RECOVER
+
+    return {**accounts, RECOVER: SystemAccount(
+        RECOVER, "重复退款待追回",
+        "refunds paid twice (by hand and by the channel): negative = owed back by buyers")}

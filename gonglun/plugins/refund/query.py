@@ -85,16 +85,18 @@ def live_query(rt: Any, ref: str, viewer: Any) -> dict[str, Any]:
 
 def _apply_final(rt: Any, refund_order: str, result: Any) -> None:
     """A definitive answer found on the way is applied at once (it would be at the next
-    confirmation anyway)."""
+    confirmation anyway): to a refund still refunding, failed (the channel exit) or paid by
+    hand (money that left twice)."""
     if result.status not in ("SUCCESS", "ABNORMAL"):
         return
     from sqlalchemy import select
 
-    from gonglun.plugins.refund.models import REFUNDING, Refund
+    from gonglun.plugins.refund.models import FAILED, REFUNDING, SUCCESS, Refund
     from gonglun.plugins.refund.service import settle
 
     with rt.db.read() as session:
         refund_id = session.scalar(select(Refund.id).where(
-            Refund.refund_order == refund_order, Refund.status == REFUNDING))
+            Refund.refund_order == refund_order,
+            Refund.status.in_((REFUNDING, FAILED, SUCCESS))))
     if refund_id is not None:
         settle(rt, refund_id, result, source="live")

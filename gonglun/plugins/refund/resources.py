@@ -18,8 +18,8 @@ from gonglun.api.util import (
     run_sync,
 )
 from gonglun.errors import GonglunError
-from gonglun.plugins.refund import checks, service
-from gonglun.plugins.refund.models import STATUS_NAMES, Refund
+from gonglun.plugins.refund import checks, exits, service
+from gonglun.plugins.refund.models import REFUNDING, STATUS_NAMES, STUCK, Refund
 
 REQUEST_SCHEMA = {
     "type": "object",
@@ -105,10 +105,12 @@ class Refunds:
         self.rt = rt
 
     async def on_get(self, req: Any, resp: Any) -> None:
-        """Refund records (``status`` 1-4 or a name: success, refunding, failed, void)."""
+        """Refund records (``status`` 1-4 or a name: success, refunding, failed, void; or
+        ``stuck``: refunding, and the channel keeps saying PROCESSING)."""
         limit = query_int(req, "limit", 50, minimum=1, maximum=500)
         before = query_int(req, "before", 0) or None
-        status = query_str(req, "status", choices=(*map(str, STATUS_NAMES), *STATUS_NAMES.values()))
+        status = query_str(req, "status", choices=(*map(str, STATUS_NAMES), *STATUS_NAMES.values(),
+                                                   STUCK))
         payment = query_int(req, "payment_id", 0) or None
         ok(resp, await run_sync(self._list, limit, before, status, payment))
 
@@ -117,7 +119,9 @@ class Refunds:
         stmt = select(Refund).order_by(Refund.id.desc()).limit(limit)
         if before:
             stmt = stmt.where(Refund.id < before)
-        if status:
+        if status == STUCK:
+            stmt = stmt.where(Refund.status == REFUNDING, Refund.stuck_at.isnot(None))
+        elif status:
             code = int(status) if status.isdigit() else {
                 v: k for k, v in STATUS_NAMES.items()}[status]
             stmt = stmt.where(Refund.status == code)
@@ -138,16 +142,20 @@ class RefundResolve:
 
     async def on_post(self, req: Any, resp: Any, refund_id: str) -> None:
         """``{"action": "manual", "note"}``: the buyer was paid by hand (the held money leaves
-        through the ``manual`` account, with the note and the admin). ``{"action": "retry"}``:
-        through the channel again (WeChat ``ABNORMAL``: its abnormal-refund API, with ``type``
-        and, for ``USER_BANK_CARD``, ``bank_type``, ``bank_account``, ``real_name``)."""
+        through the ``manual`` account, with the note and the admin), once the channel says it
+        did not pay (REF-27: paid there 409 ``refund.paid_by_channel``, processing there 409
+        ``refund.channel_processing``, no answer 502 ``refund.channel_unconfirmed``).
+        ``{"action": "retry"}``: through the channel again (WeChat ``ABNORMAL``: its
+        abnormal-refund API, with ``type`` and, for ``USER_BANK_CARD``, ``bank_type``,
+        ``bank_account``, ``real_name``). One exit at a time: another one racing it answers 409
+        (``refund.exit_claimed``, ``refund.not_failed``) and calls nobody."""
         rid = path_id(refund_id, error="refund.not_found", msg="退款记录不存在")
         body = await json_body(req)
         action = get_str(body, "action", choices=("manual", "retry"))
         admin = req.context.user.id
         if action == "manual":
             note = get_str(body, "note", max_len=200)
-            ok(resp, await run_sync(service.resolve_manual, self.rt, rid, note, admin))
+            ok(resp, await run_sync(exits.resolve_manual, self.rt, rid, note, admin))
             return
         bank = {k: get_str(body, k, required=False, max_len=128)
                 for k in ("type", "bank_type", "bank_account", "real_name")}
@@ -156,4 +164,4 @@ class RefundResolve:
                 bank.get(k) for k in ("bank_type", "bank_account", "real_name")):
             raise GonglunError("refund.bank_required",
                                "退款到用户银行卡需要 bank_type、bank_account、real_name")
-        ok(resp, await run_sync(service.retry_channel, self.rt, rid, bank, admin))
+        ok(resp, await run_sync(exits.retry_channel, self.rt, rid, bank, admin))

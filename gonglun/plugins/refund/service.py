@@ -18,12 +18,15 @@ reversal undone transfer by transfer (code ``refund_void``). An answer that neve
 (timeout, 5xx, Alipay ``ACQ.SYSTEM_ERROR``) is queried at once; still unknown, the claim stays
 and the confirmation job settles it (``confirm.py``). A refund the channel accepted but could
 not pay out (``ABNORMAL``, a pending refund that failed, a system refund over its failure cap)
-is ``fail_refund``: its money is held in ``escrow`` under the refund number until an admin
-records a manual payout or retries through the channel.
+is ``fail_refund``: its money is held in ``escrow`` under the refund number until one exit
+takes it (``exits.py``: a manual payout, a retry, the channel's own success), each claimed by a
+conditional update before any outside call. A refund the channel keeps reporting PROCESSING is
+not failed: it waits, shown stuck at the channel.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from typing import Any
@@ -58,7 +61,7 @@ def _payment_api() -> Any:
     return payment
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)[:8000]
 
 
@@ -134,7 +137,7 @@ def _record(session: Any, payment: Any, refund_order: str, amount: int, way: str
                  refund_order=refund_order, method=payment.method, scene=payment.scene, way=way,
                  user_id=request["user_id"], ip=(ask.ip or None), amount=amount,
                  total=payment.amount, reason=reason, status=status, booked=False,
-                 request=_dumps(request), checks=0, created_at=now, updated_at=now)
+                 request=dumps(request), checks=0, created_at=now, updated_at=now)
     session.add(row)
     session.flush()
     return row
@@ -172,7 +175,7 @@ def _claim(rt: Any, payment_id: int, amount: int, way: str, reason: str, ask: ch
             if to == "refund":
                 row.success_time = now
                 _ok(rt, session, row)
-            data = _snapshot(session, payment_id, row)
+            data = snapshot(session, payment_id, row)
     except GonglunError as exc:
         if exc.error == "ledger.insufficient_balance":  # REF-08: never the platform's loss
             raise GonglunError("refund.balance_short", "退款失败:账户余额不足,无法扣回退款金额",
@@ -181,7 +184,7 @@ def _claim(rt: Any, payment_id: int, amount: int, way: str, reason: str, ask: ch
     return row, data
 
 
-def _snapshot(session: Any, payment_id: int, row: Refund) -> dict[str, Any]:
+def snapshot(session: Any, payment_id: int, row: Refund) -> dict[str, Any]:
     from gonglun.plugins.payment import Payment, payment_dict
 
     session.flush()
@@ -202,6 +205,14 @@ def refund_dict(row: Refund) -> dict[str, Any]:
         "success_time": row.success_time.isoformat() if row.success_time else None,
         "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
         "resolution": row.resolution,
+        #: ``channel`` or ``manual``: how the money left (None while it has not).
+        "paid_by": row.paid_by,
+        #: Still refunding while the channel keeps saying PROCESSING: wait for the channel,
+        #: never pay it by hand.
+        "stuck_at_channel": row.status == REFUNDING and row.stuck_at is not None,
+        "stuck_at": row.stuck_at.isoformat() if row.stuck_at else None,
+        #: The exit being taken right now (manual, retry), if any.
+        "claim": row.claim.split(":")[0] if row.claim else None,
     }
 
 
@@ -264,11 +275,11 @@ def _hold(rt: Any, session: Any, row: Refund, remark: str) -> None:
 def _refund_balance(rt: Any, payment_id: int, amount: int, way: str, reason: str,
                     ask: checks.Ask) -> dict[str, Any]:
     _, data = _claim(rt, payment_id, amount, way, reason, ask, to="refund")
-    _after(rt, data["payment"])
+    after(rt, data["payment"])
     return {"msg": MSG_OK, **data}
 
 
-def _after(rt: Any, payment: dict[str, Any]) -> None:
+def after(rt: Any, payment: dict[str, Any]) -> None:
     _payment_api().invalidate_cache(rt, payment)
 
 
@@ -279,7 +290,7 @@ def _refund_channel(rt: Any, payment_id: int, amount: int, way: str, reason: str
                     ask: checks.Ask, *, late: bool = False) -> dict[str, Any]:
     pay = _payment_api()
     row, data = _claim(rt, payment_id, amount, way, reason, ask, to="wait_refund", late=late)
-    _after(rt, data["payment"])
+    after(rt, data["payment"])
     channel = pay.get_channel(rt, row.method)
     try:
         result = channel.refund(data["payment"], row.refund_order, amount, reason)
@@ -337,26 +348,35 @@ def answer(rt: Any, outcome: dict[str, Any], result: Any) -> dict[str, Any]:
 def settle(rt: Any, refund_id: int, result: Any, *, source: str) -> dict[str, Any]:
     """Apply what the channel says about a refund, once, in one transaction with the money.
 
-    ``source``: request, query (the confirmation job), notice (a channel notification).
-    Returns ``{"outcome": refunded|processing|failed|void|unknown|unchanged, "data": ...}``.
+    ``source``: request, query (the confirmation job), notice (a channel notification), retry,
+    live, manual_check (asked before a manual payout). Returns ``{"outcome": refunded|
+    processing|stuck|failed|void|unknown|paid_twice|unchanged, "data": ...}``. The refund row
+    is locked for the decision (PostgreSQL; SQLite's write transactions are serial).
     """
     from gonglun.plugins.payment import Payment
 
     with rt.db.write() as session:
-        row = session.get(Refund, refund_id, populate_existing=True)
+        row = session.execute(select(Refund).where(Refund.id == refund_id)
+                              .with_for_update()).scalar_one()
         payment = session.get(Payment, row.payment_id)
         outcome, capped = _transition(rt, session, row, payment, result, source)
-        data = _snapshot(session, row.payment_id, row)
+        data = snapshot(session, row.payment_id, row)
     if outcome != "unchanged":
-        _after(rt, data["payment"])
+        after(rt, data["payment"])
         _log(rt, row, result, source)
     return {"outcome": outcome, "capped": capped, "data": data}
 
 
 def _transition(rt: Any, session: Any, row: Refund, payment: Any, result: Any,
                 source: str) -> tuple[str, bool]:
-    if row.status in (SUCCESS, VOID) or (row.status == FAILED and result.status != "SUCCESS"):
+    from gonglun.plugins.refund import exits
+
+    if row.status == SUCCESS and result.status == "SUCCESS" and row.paid_by == "manual":
+        return exits.paid_twice(rt, session, row, result), False  # never "unchanged"
+    if row.status in (SUCCESS, VOID):
         return "unchanged", False
+    if row.status == FAILED:
+        return _failed_answer(rt, session, row, result), False
     now = utcnow()
     #: The channel had taken the refund on before this answer (a later "no such refund" or
     #: CLOSED is then a payout that failed, not a request that never arrived).
@@ -368,24 +388,19 @@ def _transition(rt: Any, session: Any, row: Refund, payment: Any, result: Any,
         row.channel_refund_id = str(result.refund_id)[:64]
     status = result.status
     if status == "NOT_FOUND" and accepted_before:
-        status = "PROCESSING" if source == "query" else "UNKNOWN"  # a failed check
+        status = "UNKNOWN"  # a check that failed to find it: no answer
     if status == "SUCCESS":
-        if row.status == FAILED:  # a retry through the channel paid out what was held
-            _release(rt, session, row, to=f"channel:{row.method}", note="渠道重试退款成功")
         _to(session, row, payment, "refund")
-        row.status, row.success_time, row.checks = SUCCESS, now, 0
-        row.success = _dumps(result.raw)
+        row.status, row.success_time, row.checks, row.paid_by = SUCCESS, now, 0, "channel"
+        row.success = dumps(result.raw)
         if not _deferred(session, row):
             _ok(rt, session, row)
         return "refunded", False
     if status == "PROCESSING":
-        row.success = _dumps(result.raw) if result.status == "PROCESSING" else row.success
+        row.success = dumps(result.raw)
         if source == "query":
-            row.checks += 1  # DECISIONS.md 13: not settled at this check
-            if row.checks >= int(rt.config.get("refund.confirm_failures", 3)):
-                _fail(rt, session, row, payment, result, f"{row.checks}次确认未到账")
-                return "failed", False
-        elif not _deferred(session, row):
+            return _checked(rt, session, row, payment, result), False
+        if not _deferred(session, row):
             _ok(rt, session, row)  # CORE-11 for an accepted refund (REF-11, REF-13)
         return "processing", False
     if status in ("ABNORMAL", "FAILED") or (status == "CLOSED" and (
@@ -402,11 +417,82 @@ def _transition(rt: Any, session: Any, row: Refund, payment: Any, result: Any,
         _void(rt, session, row, payment, result)
         return "void", False
     if source == "query":
-        row.checks += 1
-        if row.checks >= int(rt.config.get("refund.confirm_failures", 3)):
-            _fail(rt, session, row, payment, result, f"{row.checks}次确认失败: {result.msg}")
-            return "failed", False
+        return _checked(rt, session, row, payment, result), False
     return "unknown", False
+
+
+def _failed_answer(rt: Any, session: Any, row: Refund, result: Any) -> str:
+    """A ``fail_refund`` is still asked about until an exit is taken: the channel's success
+    is the channel exit; its word that it is paying again puts the refund back to waiting."""
+    from gonglun.plugins.refund import exits
+
+    exits.release_stale(session, row)
+    if result.status == "SUCCESS":
+        return "refunded" if exits.channel_paid(rt, session, row, result) else "unchanged"
+    if result.processing and exits.resume(rt, session, row, token=None):
+        return "processing"
+    return "unchanged"
+
+
+def _period(rt: Any, method: str) -> float:
+    from gonglun.plugins.refund.confirm import SCHEDULE
+
+    every = SCHEDULE.get(method, (600.0, 0))[0]
+    return float(rt.config.get(f"refund.confirm_every_s.{method}", every))
+
+
+def _checked(rt: Any, session: Any, row: Refund, payment: Any, result: Any) -> str:
+    """One confirmation (DECISIONS.md 13): counted only when the last counted one is a job
+    period old (nine tenths, for the scheduler's jitter), so a job re-run at once cannot fail
+    a refund early. The channel's own PROCESSING is no failure: after
+    ``refund.confirm_failures`` of them the refund is shown stuck at the channel, with one
+    alarm; checks that got no answer (or Alipay's unsettled request) count toward
+    ``fail_refund``."""
+    now = utcnow()
+    pending = "processing" if result.status == "PROCESSING" else "unknown"
+    gap = dt.timedelta(seconds=_period(rt, row.method) * 0.9)
+    if row.checked_at is not None and now - row.checked_at < gap:
+        return pending
+    row.checked_at = now
+    cap = int(rt.config.get("refund.confirm_failures", 3))
+    if result.processing:
+        row.checks, row.waits = 0, row.waits + 1
+        if row.waits < cap or row.stuck_at is not None:
+            return "processing"
+        row.stuck_at = now
+        rt.hooks.defer(session, "alarm", key=f"alarm:refund_stuck:{row.refund_order}",
+                       kind="refund_stuck",
+                       message=f"退款 {row.refund_order} 在支付渠道处理中已{row.waits}次确认未到账,"
+                               f"请联系渠道, 勿人工退款",
+                       data={"refund_order": row.refund_order, "channel": row.method,
+                             "payment_order": row.payment_order, "payment_id": row.payment_id})
+        return "stuck"
+    row.checks += 1
+    if row.checks >= cap:
+        why = f"{row.checks}次确认未到账" if result.status == "PROCESSING" else (
+            f"{row.checks}次确认失败: {result.msg}")
+        _fail(rt, session, row, payment, result, why)
+        return "failed"
+    return pending
+
+
+def move_payment(session: Any, row: Refund, state: str, to: str,
+                 meta: dict[str, Any] | None = None) -> None:
+    """The payment of ``row`` from ``state`` to ``to``, conditionally: a payment that is not
+    there any more (another path moved it) refuses the whole transaction."""
+    from gonglun.plugins.payment import Payment
+
+    values: dict[str, Any] = {"state": to, "version": Payment.version + 1}
+    if meta:
+        values["meta"] = _meta_with(session.get(Payment, row.payment_id), **meta)
+    moved = session.execute(
+        update(Payment)
+        .where(Payment.id == row.payment_id, Payment.refund_order == row.refund_order,
+               Payment.state == state)
+        .values(**values).execution_options(synchronize_session=False)).rowcount
+    if not moved:
+        raise GonglunError("refund.state_changed", "订单状态已变化,请刷新后重试", status=409,
+                           data={"refund_order": row.refund_order})
 
 
 def _to(session: Any, row: Refund, payment: Any, state: str) -> None:
@@ -445,7 +531,7 @@ def _fail(rt: Any, session: Any, row: Refund, payment: Any, result: Any, why: st
     _hold(rt, session, row, why)
     payment = session.get(Payment, row.payment_id, populate_existing=True)
     row.status = FAILED
-    row.fail = _dumps({"status": result.status, "code": result.code, "msg": result.msg,
+    row.fail = dumps({"status": result.status, "code": result.code, "msg": result.msg,
                        "why": why, "raw": result.raw})
     session.execute(update(Payment).where(Payment.id == row.payment_id).values(
         meta=_meta_with(payment, fail=why[:255], fail_time=utcnow().isoformat()))
@@ -485,11 +571,11 @@ def _void(rt: Any, session: Any, row: Refund, payment: Any, result: Any) -> None
                 version=Payment.version + 1)
         .execution_options(synchronize_session=False))
     row.status = VOID
-    row.fail = _dumps({"status": result.status, "code": result.code, "msg": result.msg,
+    row.fail = dumps({"status": result.status, "code": result.code, "msg": result.msg,
                        "raw": result.raw})
 
 
-def _release(rt: Any, session: Any, row: Refund, *, to: str, note: str,
+def release_hold(rt: Any, session: Any, row: Refund, *, to: str, note: str,
              operator_id: int | None = None) -> None:
     """Pay out the current hold (to ``manual``: staff paid the buyer; to the channel: a retry
     took the money out again)."""
@@ -517,96 +603,6 @@ def _log(rt: Any, row: Refund, result: Any, source: str) -> None:
                      row.payment_id)
 
 
-# -- manual resolution (fail_refund's exit) ------------------------------------------------------
-
-
-def resolve_manual(rt: Any, refund_id: int, note: str, admin_id: int) -> dict[str, Any]:
-    """An admin paid the buyer outside the system: the held money leaves through ``manual``,
-    the refund and the payment are done (``refund``)."""
-    from gonglun.plugins.payment import Payment
-
-    with rt.db.write() as session:
-        row = _failed(session, refund_id)
-        now = utcnow()
-        _release(rt, session, row, to="manual", note=note, operator_id=admin_id)
-        row.status, row.success_time, row.updated_at = SUCCESS, now, now
-        row.resolved_at, row.resolved_by, row.resolution = now, admin_id, f"manual: {note}"[:255]
-        payment = session.get(Payment, row.payment_id)
-        session.execute(
-            update(Payment)
-            .where(Payment.id == row.payment_id, Payment.refund_order == row.refund_order,
-                   Payment.state == "fail_refund")
-            .values(state="refund", version=Payment.version + 1,
-                    # Paid by hand: reconciliation does not look for it on the statement.
-                    meta=_meta_with(payment, manual=True, resolved_by=admin_id))
-            .execution_options(synchronize_session=False))
-        data = _snapshot(session, row.payment_id, row)
-    _after(rt, data["payment"])
-    return data
-
-
-def _failed(session: Any, refund_id: int) -> Refund:
-    row = session.execute(select(Refund).where(Refund.id == refund_id)
-                          .with_for_update()).scalar()
-    if row is None:
-        raise GonglunError("refund.not_found", "退款记录不存在", status=404)
-    if row.status != FAILED:
-        raise GonglunError("refund.not_failed", "只有退款失败(需人工处理)的退款可以处理",
-                           status=409, data={"status": row.status})
-    return row
-
-
-def retry_channel(rt: Any, refund_id: int, bank: dict[str, Any], admin_id: int
-                  ) -> dict[str, Any]:
-    """Retry a failed refund through its channel: WeChat's abnormal-refund API for an
-    ``ABNORMAL`` refund (to the buyer's or the merchant's bank card), else the same refund
-    number again (idempotent at the channel). The held money is paid out when it succeeds."""
-    pay = _payment_api()
-    with rt.db.read() as session:
-        row = _failed(session, refund_id)
-        refund_order, method = row.refund_order, row.method
-        abnormal = row.channel_status == "ABNORMAL" and row.channel_refund_id
-        channel_refund_id, payment_order = row.channel_refund_id, row.payment_order
-        total, amount, reason = row.total, row.amount, row.reason
-    channel = pay.get_channel(rt, method)
-    try:
-        if abnormal and hasattr(channel, "abnormal_refund"):
-            result = channel.abnormal_refund(channel_refund_id, refund_order, **bank)
-        else:
-            result = channel.refund({"payment_order": payment_order, "amount": total},
-                                    refund_order, amount, reason)
-    except pay.ChannelError as exc:
-        log.warning("refund %s: retry failed: %s", refund_order, exc)
-        raise GonglunError("refund.channel_error", "退款失败:支付渠道暂时不可用,请稍后重试",
-                           status=502) from exc
-    with rt.db.write() as session:
-        row = session.get(Refund, refund_id, populate_existing=True)
-        row.resolution = f"retry by {admin_id}: {result.status} {result.code}"[:255]
-        row.resolved_by = admin_id
-        if result.status == "PROCESSING":
-            row.status, row.checks, row.channel_status = REFUNDING, 0, "PROCESSING"
-            from gonglun.plugins.payment import Payment
-
-            _release(rt, session, row, to=f"channel:{method}", note="渠道重试退款")
-            session.execute(
-                update(Payment)
-                .where(Payment.id == row.payment_id, Payment.refund_order == refund_order,
-                       Payment.state == "fail_refund")
-                .values(state="wait_refund", version=Payment.version + 1)
-                .execution_options(synchronize_session=False))
-    if result.status == "SUCCESS":
-        return settle(rt, refund_id, result, source="retry")["data"]
-    with rt.db.read() as session:
-        row = session.get(Refund, refund_id)
-        data = _snapshot(session, row.payment_id, row)
-    if result.status not in ("PROCESSING", "SUCCESS"):
-        raise GonglunError("refund.channel_refused",
-                           f"退款失败:{result.msg or result.status}"[:200], status=422,
-                           data={"code": result.code, **data})
-    _after(rt, data["payment"])
-    return data
-
-
 def system_refund(rt: Any, payment_id: int, amount: int | None, reason: str) -> dict[str, Any]:
     """A refund the platform itself decides (late payments, appraisal closes, red packets):
     the ``system`` way, inside the process, without the HTTP refund key. ``amount`` None: the
@@ -629,5 +625,4 @@ def system_refund(rt: Any, payment_id: int, amount: int | None, reason: str) -> 
     return _refund_channel(rt, payment_id, amount, "system", reason, ask, late=late)
 
 
-__all__ = ["answer", "refund_dict", "request_refund", "resolve_manual", "retry_channel",
-           "settle", "system_refund"]
+__all__ = ["answer", "refund_dict", "request_refund", "settle", "system_refund"]

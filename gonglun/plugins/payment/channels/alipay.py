@@ -15,6 +15,7 @@ from alipay import AliPay
 from alipay.utils import AliPayConfig
 
 from gonglun.plugins.payment.channels.base import (
+    UNSETTLED,
     ChannelError,
     ChannelPayment,
     CloseResult,
@@ -208,7 +209,7 @@ class AlipayChannel:
         if result.get("refund_status") == "REFUND_SUCCESS":
             return RefundResult("SUCCESS", "10000", "", amount=fen, raw=result)
         if result.get("out_request_no"):
-            return RefundResult("PROCESSING", "10000", "", amount=fen, raw=result)
+            return RefundResult("PROCESSING", UNSETTLED, "", amount=fen, raw=result)
         return RefundResult("NOT_FOUND", "10000", str(result.get("sub_msg") or ""), raw=result)
 
     def parse_notification(self, headers: dict[str, str], body: bytes) -> ChannelPayment | None:

@@ -66,6 +66,10 @@ def merge_statement_row(
         rows[order] = StatementRow(order, trade_no, amount, status)
 
 
+#: The code of an Alipay answer that is neither settled nor failed (see ``RefundResult``).
+UNSETTLED = "UNSETTLED"
+
+
 @dataclass(frozen=True)
 class RefundResult:
     """A channel's answer about one refund (a request or a query).
@@ -76,6 +80,10 @@ class RefundResult:
     ``REFUSED`` (the channel said no: nothing moved; ``code``/``msg`` say why), ``NOT_FOUND``
     (a query: the channel has no such refund) or ``UNKNOWN`` (the channel could not tell,
     e.g. Alipay ``ACQ.SYSTEM_ERROR``: query before anything else).
+
+    A ``PROCESSING`` with code ``UNSETTLED`` (Alipay's query: the request is known, no
+    ``refund_status``) cannot tell "still processing" from "failed": a check that found it so
+    counts toward ``refund.confirm_failures``; WeChat's own ``PROCESSING`` does not.
     """
 
     status: str
@@ -84,6 +92,11 @@ class RefundResult:
     refund_id: str | None = None
     amount: int | None = None  #: fen, what the channel says it refunds
     raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def processing(self) -> bool:
+        """The channel says, in so many words, that it is still paying the refund out."""
+        return self.status == "PROCESSING" and self.code != UNSETTLED
 
     @property
     def accepted(self) -> bool:

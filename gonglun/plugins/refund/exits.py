@@ -1,0 +1,297 @@
+"""The exits of a ``fail_refund`` (DECISIONS.md 29, REF-27): money leaves once.
+
+A failed refund's money is held in ``escrow`` under its refund number. It leaves by exactly one
+of: a manual payout (staff paid the buyer), a retry through the channel, or the channel's own
+success (a late notice, a confirmation that finds it paid). Each exit is claimed by one
+conditional update of the refund row before any outside call:
+
+* staff exits (``manual``, ``retry``) first take the row's ``claim`` (``status = failed`` and no
+  live claim): a second exit racing it answers 409 and calls nobody;
+* a manual payout then asks the channel (REF-27): paid there takes the channel exit, processing
+  there moves the refund back to waiting, no answer refuses; only an answer that the channel did
+  not pay (ABNORMAL, CLOSED, no such refund, Alipay's unsettled request) records the payout, on
+  condition that the claim is still this one;
+* a retry the channel accepts moves the refund back to ``wait_refund`` (the hold goes to the
+  channel) on condition of its claim; refused, it gives the claim back;
+* the channel's success takes ``failed → refunded`` whatever staff claimed: it is a fact, and
+  a manual payout still asking loses to it.
+
+A channel success for a refund already paid by hand is money that left twice: it is booked
+(``refund_recover`` owes the channel's clearing account the amount), alarmed, and opened as the
+reconciliation item ``refund_paid_twice``; ``gonglun audit`` fails on it until staff resolve the
+item (``POST /v1/admin/reconciliation/{id}/resolve``) once the money is recovered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from typing import Any
+
+from sqlalchemy import or_, true, update
+
+from gonglun.db import insert_ignore, utcnow
+from gonglun.errors import GonglunError
+from gonglun.plugins.refund.models import FAILED, REFUNDING, SUCCESS, Refund
+
+log = logging.getLogger(__name__)
+
+#: A claim older than this was abandoned (a crashed process): another exit may take it. The
+#: channels' calls time out long before.
+CLAIM_TTL_S = 300
+#: The system account of money paid out twice, to recover from the buyer (negative: owed to us).
+RECOVER = "refund_recover"
+#: The ledger code and the reconciliation kind of a refund paid twice.
+TWICE = "refund_paid_twice"
+
+MSG_NOT_FAILED = "只有退款失败(需人工处理)的退款可以处理"
+MSG_CLAIMED = "该退款正在由另一项操作处理(人工退款或渠道重试),请稍后刷新查看结果"
+MSG_PROCESSING = "支付渠道显示该退款仍在处理中,请勿人工退款,请等待渠道结果"
+MSG_PAID = "支付渠道显示该退款已到账,无需人工退款(已按渠道退款完成处理)"
+MSG_UNCONFIRMED = "暂时无法向支付渠道确认该退款未到账,为避免重复退款,请稍后再试"
+MSG_CHANNEL_DOWN = "退款失败:支付渠道暂时不可用,请稍后重试"
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+
+def _claim(rt: Any, refund_id: int, kind: str, admin_id: int) -> tuple[str, dict[str, Any]]:
+    """Take the exit of a failed refund for ``kind`` (manual, retry): the token and the
+    refund's fields the channel call needs; 409 when another exit holds or took it."""
+    from gonglun.plugins.refund.service import refund_dict
+
+    token, now = f"{kind}:{secrets.token_hex(8)}", utcnow()
+    with rt.db.write() as session:
+        if session.get(Refund, refund_id) is None:
+            raise GonglunError("refund.not_found", "退款记录不存在", status=404)
+        free = or_(Refund.claim.is_(None),
+                   Refund.claimed_at < now - dt.timedelta(seconds=CLAIM_TTL_S))
+        taken = session.execute(
+            update(Refund).where(Refund.id == refund_id, Refund.status == FAILED, free)
+            .values(claim=token, claimed_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)).rowcount
+        if not taken:
+            raise lost(session, refund_id)
+        row = session.get(Refund, refund_id, populate_existing=True)
+        info = {**refund_dict(row), "channel_refund_id": row.channel_refund_id,
+                "admin_id": admin_id}
+    return token, info
+
+
+def lost(session: Any, refund_id: int) -> GonglunError:
+    """Why an exit could not be taken: the refund as it is now."""
+    row = session.get(Refund, refund_id, populate_existing=True)
+    data = {"status": row.status, "paid_by": row.paid_by}
+    if row.status == REFUNDING:
+        return GonglunError("refund.channel_processing", MSG_PROCESSING, status=409,
+                            data={**data, "stuck_at_channel": row.stuck_at is not None})
+    if row.status != FAILED:
+        return GonglunError("refund.not_failed", MSG_NOT_FAILED, status=409, data=data)
+    return GonglunError("refund.exit_claimed", MSG_CLAIMED, status=409,
+                        data={**data, "claim": (row.claim or "").split(":")[0] or None})
+
+
+def _unclaim(rt: Any, refund_id: int, token: str, note: str | None = None) -> None:
+    values: dict[str, Any] = {"claim": None, "claimed_at": None, "updated_at": utcnow()}
+    if note:
+        values["resolution"] = note[:255]
+    with rt.db.write() as session:
+        session.execute(update(Refund).where(Refund.id == refund_id, Refund.claim == token)
+                        .values(**values).execution_options(synchronize_session=False))
+
+
+def release_stale(session: Any, row: Refund) -> None:
+    """An abandoned claim (its process died) is given back by the confirmation job."""
+    if row.claim is None or row.claimed_at is None:
+        return
+    if utcnow() - row.claimed_at >= dt.timedelta(seconds=CLAIM_TTL_S):
+        session.execute(update(Refund).where(Refund.id == row.id, Refund.claim == row.claim)
+                        .values(claim=None, claimed_at=None)
+                        .execution_options(synchronize_session=False))
+        session.refresh(row)
+
+
+# -- the channel's exits (inside ``settle``'s transaction) ----------------------------------
+
+
+def _to_channel(rt: Any, session: Any, row: Refund, where: Any, values: dict[str, Any],
+                state: str, note: str) -> bool:
+    """``failed → ...`` by one conditional update, then the hold goes to the channel's clearing
+    account and the payment from ``fail_refund`` to ``state``. False when another exit won."""
+    from gonglun.plugins.refund import service
+
+    taken = session.execute(
+        update(Refund).where(Refund.id == row.id, Refund.status == FAILED, where)
+        .values(claim=None, claimed_at=None, checks=0, updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)).rowcount
+    if not taken:
+        return False
+    session.refresh(row)
+    service.release_hold(rt, session, row, to=f"channel:{row.method}", note=note)
+    service.move_payment(session, row, "fail_refund", state)
+    return True
+
+
+def channel_paid(rt: Any, session: Any, row: Refund, result: Any) -> bool:
+    """``failed → refunded`` by the channel, whatever staff claimed (it is a fact)."""
+    from gonglun.plugins.refund import service
+
+    return _to_channel(rt, session, row, true(), {
+        "status": SUCCESS, "paid_by": "channel", "channel_status": "SUCCESS",
+        "success_time": utcnow(), "success": service.dumps(result.raw)}, "refund", "渠道退款成功")
+
+
+def resume(rt: Any, session: Any, row: Refund, *, token: str | None) -> bool:
+    """``failed → refunding``: the channel is paying it out again (a retry it accepted, or a
+    check that finds it processing); the payment waits again. ``token``: the retry's claim,
+    which must still be held (None: no claim may be held)."""
+    held = Refund.claim == token if token else Refund.claim.is_(None)
+    return _to_channel(rt, session, row, held, {
+        "status": REFUNDING, "waits": 0, "stuck_at": None, "checked_at": None,
+        "channel_status": "PROCESSING"}, "wait_refund", "渠道重新退款")
+
+
+def paid_twice(rt: Any, session: Any, row: Refund, result: Any) -> str:
+    """The channel paid a refund staff had already paid by hand: the money left twice. Booked
+    once (its key), alarmed and opened in reconciliation for staff to recover."""
+    from gonglun.ledger import transfer
+    from gonglun.plugins.payment.models import ReconItem
+    from gonglun.plugins.payment.money import SHANGHAI
+
+    amount = result.amount if isinstance(result.amount, int) and result.amount > 0 else row.amount
+    booked = transfer(rt, session, debit=RECOVER, credit=f"channel:{row.method}",
+                      amount=amount, code=TWICE, key=f"{TWICE}:{row.refund_order}",
+                      ref=row.refund_order, remark="人工退款后渠道也已退款: 重复退款,待追回")
+    row.channel_status, row.updated_at = "SUCCESS", utcnow()
+    if not booked.created:
+        return "paid_twice"
+    now = utcnow()
+    insert_ignore(session, ReconItem.__table__, {
+        "bill_date": now.astimezone(SHANGHAI).date().isoformat(), "channel": row.method,
+        "kind": TWICE, "payment_order": row.payment_order, "trade_no": None,
+        "local_amount": row.amount, "channel_amount": amount, "local_state": "refund",
+        "channel_state": "SUCCESS", "status": "open", "created_at": now})
+    rt.hooks.defer(session, "alarm", key=f"alarm:{TWICE}:{row.refund_order}", kind=TWICE,
+                   message=f"重复退款: 订单 {row.payment_order} 已人工退款, 渠道也退款成功 "
+                           f"{amount} 分, 请向用户追回",
+                   data={"payment_order": row.payment_order, "refund_order": row.refund_order,
+                         "payment_id": row.payment_id, "amount": amount,
+                         "channel": row.method})
+    log.error("refund %s paid twice (by hand and by %s)", row.refund_order, row.method)
+    return "paid_twice"
+
+
+# -- staff exits -----------------------------------------------------------------------------
+
+
+def _query(rt: Any, info: dict[str, Any]) -> Any:
+    """The channel's word on the refund now; None when it gave none."""
+    pay = _pay()
+    try:
+        result = pay.get_channel(rt, info["method"]).refund_query(
+            {"payment_order": info["payment_order"], "amount": info["total"]},
+            info["refund_order"])
+    except pay.ChannelError as exc:
+        log.warning("refund %s: query before a manual payout failed: %s",
+                    info["refund_order"], exc)
+        return None
+    return None if result.status in ("UNKNOWN", "REFUSED") else result
+
+
+def _not_paid(result: Any) -> bool:
+    """The channel says it did not, and will not, pay this refund out."""
+    return result.status in ("ABNORMAL", "CLOSED", "NOT_FOUND") or (
+        result.status == "PROCESSING" and not result.processing)
+
+
+def _pay() -> Any:
+    import gonglun.plugins.payment as payment
+
+    return payment
+
+
+def resolve_manual(rt: Any, refund_id: int, note: str, admin_id: int) -> dict[str, Any]:
+    """An admin paid the buyer outside the system: the held money leaves through ``manual``,
+    the refund and the payment are done (``refund``), once the channel says it did not pay."""
+    from gonglun.plugins.refund import service
+
+    token, info = _claim(rt, refund_id, "manual", admin_id)
+    try:
+        result = _query(rt, info)
+    except GonglunError:
+        _unclaim(rt, refund_id, token)
+        raise
+    if result is None or not _not_paid(result):
+        _unclaim(rt, refund_id, token)
+        if result is None:
+            raise GonglunError("refund.channel_unconfirmed", MSG_UNCONFIRMED, status=502)
+        data = service.settle(rt, refund_id, result, source="manual_check")["data"]
+        if result.status == "SUCCESS":
+            raise GonglunError("refund.paid_by_channel", MSG_PAID, status=409, data=data)
+        raise GonglunError("refund.channel_processing", MSG_PROCESSING, status=409, data=data)
+    now = utcnow()
+    with rt.db.write() as session:
+        taken = session.execute(
+            update(Refund).where(Refund.id == refund_id, Refund.status == FAILED,
+                                 Refund.claim == token)
+            .values(status=SUCCESS, paid_by="manual", claim=None, claimed_at=None,
+                    channel_status=result.status, success_time=now, updated_at=now,
+                    resolved_at=now, resolved_by=admin_id,
+                    resolution=f"manual: {note}"[:255])
+            .execution_options(synchronize_session=False)).rowcount
+        if not taken:
+            raise lost(session, refund_id)
+        row = session.get(Refund, refund_id, populate_existing=True)
+        service.release_hold(rt, session, row, to="manual", note=note, operator_id=admin_id)
+        service.move_payment(session, row, "fail_refund", "refund",
+                             meta={"manual": True, "resolved_by": admin_id})
+        data = service.snapshot(session, row.payment_id, row)
+    service.after(rt, data["payment"])
+    return data
+
+
+def retry_channel(rt: Any, refund_id: int, bank: dict[str, Any], admin_id: int
+                  ) -> dict[str, Any]:
+    """Retry a failed refund through its channel: WeChat's abnormal-refund API for an
+    ``ABNORMAL`` refund (to the buyer's or the merchant's bank card), else the same refund
+    number again (idempotent at the channel). Claimed before the channel is asked."""
+    from gonglun.plugins.refund import service
+
+    pay = _pay()
+    token, info = _claim(rt, refund_id, "retry", admin_id)
+    try:
+        channel = pay.get_channel(rt, info["method"])
+        if info["channel_status"] == "ABNORMAL" and info["channel_refund_id"] and hasattr(
+                channel, "abnormal_refund"):
+            result = channel.abnormal_refund(info["channel_refund_id"], info["refund_order"],
+                                             **bank)
+        else:
+            result = channel.refund({"payment_order": info["payment_order"],
+                                     "amount": info["total"]},
+                                    info["refund_order"], info["amount"], info["reason"])
+    except (pay.ChannelError, GonglunError) as exc:
+        _unclaim(rt, refund_id, token)
+        log.warning("refund %s: retry failed: %s", info["refund_order"], exc)
+        if isinstance(exc, GonglunError):
+            raise
+        raise GonglunError("refund.channel_error", MSG_CHANNEL_DOWN, status=502) from exc
+    note = f"retry by {admin_id}: {result.status} {result.code}"
+    if result.status == "SUCCESS":
+        return service.settle(rt, refund_id, result, source="retry")["data"]
+    if result.processing:
+        with rt.db.write() as session:
+            row = session.get(Refund, refund_id, populate_existing=True)
+            if resume(rt, session, row, token=token):
+                row.resolution, row.resolved_by = note[:255], admin_id
+            elif row.paid_by != "channel":  # the channel's own success got there first: done
+                raise lost(session, refund_id)
+            data = service.snapshot(session, row.payment_id, row)
+        service.after(rt, data["payment"])
+        return data
+    _unclaim(rt, refund_id, token, note)
+    raise GonglunError("refund.channel_refused", f"退款失败:{result.msg or result.status}"[:200],
+                       status=422, data={"code": result.code})
+
+
+__all__ = ["RECOVER", "TWICE", "resolve_manual", "retry_channel"]
