@@ -24,13 +24,12 @@ REAL_TODAY = recon.beijing_today
 
 
 @pytest.fixture(autouse=True)
-def _todays_statements(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def _todays_statements(request: pytest.FixtureRequest, day_over: None) -> None:
     """Statements exist only for days that are over (T+1) and only such days are reconciled;
     these tests reconcile what they just did, so the sandbox serves today's partial statement
-    too and the reconciler runs as if today were over (as it is tomorrow). The T+1 rules
+    too and the reconciler runs as if today were over (``day_over``). The T+1 rules
     themselves are checked by test_alipay_statements_are_t_plus_one_zips and
     test_only_finished_days_are_reconciled (on the real clock)."""
-    monkeypatch.setattr(recon, "beijing_today", lambda: REAL_TODAY() + dt.timedelta(days=1))
     if "live" in request.fixturenames:
         live = request.getfixturevalue("live")
         assert live.sb.post("/sandbox/config", json={"partial_bills": True}).is_success

@@ -352,7 +352,7 @@ def test_what_a_partial_refund_leaves_is_settled_to_the_seller(
     order = payment["payment_order"]
     refunded = live.http.post(f"/v1/payments/{order}/refunds", headers=cs,
                               json={"amount": 1, "way": "admin", "reason": "少发一件配件"})
-    assert refunded.status_code == 200, refunded.text
+    assert refunded.status_code == 201, refunded.text
     wait_until(lambda: live.payment(order, cs)["state"] == "refund", what="refunded")
     live.settle_outbox()
     assert accounts(live, boss)["escrow"] == 999
@@ -392,7 +392,7 @@ def test_settling_first_or_refunding_first_ends_the_same(live: Live,
                   {"amount": 567, "way": "admin", "reason": "退差价"})]
         for path, body in steps if settle_first else steps[::-1]:
             answer = live.http.post(path, headers=cs, json=body)
-            assert answer.status_code == 200, answer.text
+            assert answer.is_success, answer.text
         ends.append((live.balance(s) - before[0], accounts(live, boss)["income"] - before[1]))
         assert accounts(live, boss)["escrow"] == 0
         audit_clean(live)
@@ -407,7 +407,7 @@ def test_auto_settlement_takes_partly_refunded_orders(live: Live, people: dict[s
     payment = paid_tao(live, people, "money", 800)
     refunded = live.http.post(f"/v1/payments/{payment['id']}/refunds", headers=people["cs"][1],
                               json={"amount": 300, "way": "admin", "reason": "退差价"})
-    assert refunded.status_code == 200, refunded.text
+    assert refunded.status_code == 201, refunded.text
     with live.rt.db.write() as session:
         row = session.get(Payment, payment["id"])
         row.paid_at = row.paid_at - dt.timedelta(days=8)

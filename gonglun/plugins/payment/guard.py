@@ -113,7 +113,7 @@ def channel_refunded(rt: Any, channel: Any, payment: dict[str, Any], cp: Any) ->
 
 def _alipay_notified(rt: Any, payment_order: str) -> int:
     """The highest ``refund_fee`` (the trade's refunded total) among Alipay's verified refund
-    notices for the trade."""
+    notices for the trade (not those refused as another merchant's)."""
     from gonglun.plugins.payment.models import ChannelNotification
     from gonglun.plugins.payment.money import yuan_to_fen
 
@@ -121,7 +121,7 @@ def _alipay_notified(rt: Any, payment_order: str) -> int:
     with rt.db.read() as session:
         bodies = session.scalars(select(n.body).where(
             n.channel == "alipay", n.payment_order == payment_order, n.verified.is_(True),
-            n.outcome.like("refund:%")))
+            n.outcome.like("refund:%"), ~n.outcome.like("refund:rejected:%")))
         best = 0
         for body in bodies:
             fee = dict(urllib.parse.parse_qsl(body)).get("refund_fee")
