@@ -436,8 +436,8 @@ def test_a_partial_refund_at_alipay_blocks_settlement(live: Live, people: dict[s
     assert console.json()["data"]["fund_change"] == "Y"
     query = get_channel(live.rt, "alipay").client.api_alipay_trade_query(out_trade_no=order)
     assert query["trade_status"] == "TRADE_SUCCESS"
-    wait_until(lambda: any(a["outcome"] for a in live.attempts(order)
-                           if a["summary"].get("refund_fee")), what="refund notice")
+    wait_until(lambda: any(a["summary"].get("refund_fee") == "3.00" and a["outcome"] == "acked"
+                           for a in live.attempts(order)), what="refund notice")
 
     for _ in range(2):
         blocked = live.http.post(f"/v1/payments/{order}/settle", headers=cs)
@@ -455,6 +455,37 @@ def test_a_partial_refund_at_alipay_blocks_settlement(live: Live, people: dict[s
     assert alarms == [f"alarm:settle_guard:{payment['id']}:300"]
     audit_clean(live)
     assert live.payment(order, b)["settled_at"] is None
+
+
+def test_more_refunded_at_alipay_than_by_us_blocks_settlement(
+        live: Live, people: dict[str, Any], day_over: None) -> None:
+    """Refunded in part by us, then more from the console: Alipay's refund_fee (the trade's
+    refunded total) is more than ours. The statement's own run keeps the guard's item open."""
+    from gonglun.plugins.payment import reconcile as recon
+
+    cs = people["cs"][1]
+    payment = paid_tao(live, people, "alipay", PRICE)
+    order = payment["payment_order"]
+    ours = live.http.post(f"/v1/payments/{order}/refunds", headers=cs,
+                          json={"amount": 100, "way": "admin", "reason": "退差价"})
+    assert ours.status_code == 201, ours.text
+    assert live.sb.post(f"/sandbox/alipay/trades/{order}/refund",
+                        json={"amount": 200}).status_code == 200
+    wait_until(lambda: any(a["summary"].get("refund_fee") == "3.00" and a["outcome"] == "acked"
+                           for a in live.attempts(order)), what="refund notice")
+    blocked = live.http.post(f"/v1/payments/{order}/settle", headers=cs)
+    assert (blocked.status_code, blocked.json()["error"]) == (409, "payment.settle_guard")
+    assert (blocked.json()["data"]["channel_refunded"], blocked.json()["data"]["refund_amount"]
+            ) == (300, 100)
+    assert refund_items(live, order) == [("refund_at_channel", "open", 100, 300)]
+    assert live.sb.post("/sandbox/config", json={"partial_bills": True}).is_success
+    today = recon.beijing_today() - dt.timedelta(days=1)  # the real today (day_over)
+    report = recon.reconcile(live.rt, today.isoformat(), "alipay")
+    assert report.cleared == 0
+    assert sorted(refund_items(live, order)) == [
+        ("refund_amount_mismatch", "open", 100, 300), ("refund_at_channel", "open", 100, 300)]
+    assert accounts(live, people["boss"][1])["escrow"] == PRICE - 100
+    audit_clean(live)
 
 
 def test_a_refund_at_wechat_blocks_settlement(live: Live, people: dict[str, Any]) -> None:
