@@ -597,8 +597,8 @@ class AlipayChannel:
         reply = self.refund({"out_trade_no": out_trade_no, "refund_amount": fen_to_yuan(amount),
                              "out_request_no": number[:64]})
         if reply.get("code") != "10000":
-            raise ControlError(409, str(reply.get("sub_code") or "refund_refused"),
-                               str(reply.get("sub_msg") or reply.get("msg") or ""))
+            raise ControlError(409, "refund_refused", f"{reply.get('sub_code')}: "
+                               f"{reply.get('sub_msg') or reply.get('msg') or ''}")
         return {**reply, "out_request_no": number[:64]}
 
     def settle_refund(self, out_request_no: str, data: dict[str, Any]) -> dict[str, Any]:

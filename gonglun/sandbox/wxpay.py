@@ -724,8 +724,8 @@ class WxpayChannel:
         reply = self.refund(Call("POST", {}, body, "", trade.serial_mode), {})
         if reply.status != 200 or reply.payload is None:
             payload = reply.payload or {}
-            raise ControlError(409, str(payload.get("code") or "refund_refused"),
-                               str(payload.get("message") or ""))
+            raise ControlError(409, "refund_refused",
+                               f"{payload.get('code')}: {payload.get('message') or ''}")
         return reply.payload
 
     def settle(self, out_refund_no: str, data: dict[str, Any]) -> dict[str, Any]:
