@@ -503,6 +503,33 @@ def test_a_refund_at_wechat_blocks_settlement(live: Live, people: dict[str, Any]
     audit_clean(live)
 
 
+def test_more_refunded_at_wechat_than_by_us_blocks_settlement(live: Live,
+                                                               people: dict[str, Any]) -> None:
+    """Refunded in part by us, then more from the merchant platform: WeChat's order query says
+    REFUND either way; its verified REFUND.SUCCESS notices say how much."""
+    cs = people["cs"][1]
+    assert live.sb.post("/sandbox/config",
+                        json={"refund_defaults": {"wxpay": "SUCCESS"}}).is_success
+    payment = paid_tao(live, people, "wxpay", PRICE)
+    order = payment["payment_order"]
+    ours = live.http.post(f"/v1/payments/{order}/refunds", headers=cs,
+                          json={"amount": 100, "way": "admin", "reason": "退差价"})
+    assert ours.status_code == 201, ours.text
+    console = live.sb.post(f"/sandbox/wxpay/transactions/{order}/refund",
+                           json={"amount": 200, "out_refund_no": "console-7"})
+    assert console.json()["data"]["status"] == "SUCCESS", console.text
+    wait_until(lambda: any(a["summary"].get("out_refund_no") == "console-7"
+                           and a["outcome"] == "acked" for a in live.attempts(order)),
+               what="refund notice")
+    blocked = live.http.post(f"/v1/payments/{order}/settle", headers=cs)
+    assert (blocked.status_code, blocked.json()["error"]) == (409, "payment.settle_guard")
+    assert (blocked.json()["data"]["channel_refunded"], blocked.json()["data"]["refund_amount"]
+            ) == (300, 100)
+    assert refund_items(live, order) == [("refund_at_channel", "open", 100, 300)]
+    assert accounts(live, people["boss"][1])["escrow"] == PRICE - 100
+    audit_clean(live)
+
+
 def test_an_open_statement_difference_blocks_settlement(live: Live,
                                                          people: dict[str, Any]) -> None:
     """What no query can show (a refund under a number we never saw, whose notice never came)

@@ -13,13 +13,16 @@ What each channel can say about a trade's refunds:
   with ``refund_fee``, the trade's refunded total; those notices are kept verified
   (``payment_notifications``), so the highest ``refund_fee`` among them is what Alipay said.
 - **WeChat Pay**: the order query's ``trade_state`` is ``REFUND`` once any refund was made,
-  without an amount; the refund query answers for a refund number we know.
+  without an amount; the refund query answers for a refund number we know, and every refund
+  WeChat pays out is announced (``REFUND.SUCCESS``, its ``out_refund_no`` and amount) on our
+  notification URL; those notices are kept verified too.
 
 A channel that says more was refunded than we did (or ``REFUND`` while we know of no refund)
 blocks the settlement: ``payment.settle_guard`` (409), an ``alarm`` and an open
 reconciliation item ``refund_at_channel`` for staff, who find out what happened at the channel;
 nothing moves. What neither channel can tell (a partial refund at the channel under a number
-we never saw, whose notice never reached us) is left to the daily statement
+we never saw, whose notice never reached us, or one still being paid out) is left to the
+daily statement
 (``refund_missing_local``, ``refund_amount_mismatch``), whose open items block settlement too.
 """
 
@@ -102,34 +105,68 @@ def channel_refunded(rt: Any, channel: Any, payment: dict[str, Any], cp: Any) ->
         answer = channel.refund_query(payment, payment["refund_order"])
         if answer.status in LEAVING:
             known = answer.amount if answer.amount is not None else payment["refund_amount"]
+    notices = _notices(rt, payment["method"], payment["payment_order"])
     if payment["method"] == "alipay":
         if cp.status == "TRADE_CLOSED" and cp.trade_no:  # closed after paying: refunded in full
             return payment["amount"]
-        return max(known, _alipay_notified(rt, payment["payment_order"]))
-    if cp.status == "REFUND" and not known:
-        return None  # WeChat: refunded, by a refund we do not know
-    return known
+        return max(known, _alipay_notified(notices))
+    by_number = _wxpay_notified(channel, notices)
+    if known:
+        by_number[payment["refund_order"]] = known
+    total = sum(by_number.values())
+    if cp.status == "REFUND" and not total:
+        return None  # refunded, by a refund we know nothing of
+    return total
 
 
-def _alipay_notified(rt: Any, payment_order: str) -> int:
-    """The highest ``refund_fee`` (the trade's refunded total) among Alipay's verified refund
-    notices for the trade (not those refused as another merchant's)."""
+def _notices(rt: Any, method: str, payment_order: str) -> list[str]:
+    """The bodies of the channel's verified refund notices for the trade (not those refused as
+    another merchant's)."""
     from gonglun.plugins.payment.models import ChannelNotification
-    from gonglun.plugins.payment.money import yuan_to_fen
 
     n = ChannelNotification
     with rt.db.read() as session:
-        bodies = session.scalars(select(n.body).where(
-            n.channel == "alipay", n.payment_order == payment_order, n.verified.is_(True),
-            n.outcome.like("refund:%"), ~n.outcome.like("refund:rejected:%")))
-        best = 0
-        for body in bodies:
-            fee = dict(urllib.parse.parse_qsl(body)).get("refund_fee")
-            try:
-                best = max(best, yuan_to_fen(fee)) if fee else best
-            except ValueError:
-                continue
+        return list(session.scalars(select(n.body).where(
+            n.channel == method, n.payment_order == payment_order, n.verified.is_(True),
+            n.outcome.like("refund:%"), ~n.outcome.like("refund:rejected:%"))))
+
+
+def _alipay_notified(bodies: list[str]) -> int:
+    """The highest ``refund_fee`` (the trade's refunded total) among Alipay's notices."""
+    from gonglun.plugins.payment.money import yuan_to_fen
+
+    best = 0
+    for body in bodies:
+        fee = dict(urllib.parse.parse_qsl(body)).get("refund_fee")
+        try:
+            best = max(best, yuan_to_fen(fee)) if fee else best
+        except ValueError:
+            continue
     return best
+
+
+def _wxpay_notified(channel: Any, bodies: list[str]) -> dict[str, int]:
+    """``out_refund_no`` → refunded fen of WeChat's ``REFUND.SUCCESS`` notices, their resource
+    decrypted (as the SDK does on receipt) with the merchant's APIv3 key."""
+    import json
+
+    from wechatpayv3.utils import aes_decrypt
+
+    out: dict[str, int] = {}
+    for body in bodies:
+        try:
+            resource = json.loads(body)["resource"]
+            plain = aes_decrypt(resource["nonce"], resource["ciphertext"],
+                                resource.get("associated_data") or "",
+                                channel.settings["apiv3_key"])
+            refund = json.loads(plain) if plain else {}
+        except (ValueError, KeyError, TypeError):
+            continue
+        amount = (refund.get("amount") or {}).get("refund")
+        if refund.get("refund_status") == "SUCCESS" and isinstance(amount, int) and not \
+                isinstance(amount, bool) and refund.get("out_refund_no"):
+            out[str(refund["out_refund_no"])] = amount
+    return out
 
 
 def _reconciliation(rt: Any, payment: dict[str, Any], finding: Finding) -> Finding:
