@@ -551,3 +551,33 @@ def test_an_open_statement_difference_blocks_settlement(live: Live,
     assert resolved.status_code == 200, resolved.text
     assert live.http.post(f"/v1/payments/{order}/settle", headers=cs).status_code == 200
     audit_clean(live)
+
+
+def test_settlement_racing_a_refund_ends_the_same_either_way(live: Live,
+                                                               people: dict[str, Any]) -> None:
+    """Settlement and a partial refund at the same moment: each claims the order by a
+    conditional update; whichever wins, the loser either waits its turn (a refund in flight)
+    or applies to what the winner left, and the money ends where it would have anyway."""
+    import concurrent.futures
+
+    tao_scene(live, commission=COMMISSION_BP)
+    (_, cs), (_, boss), (_, s) = people["cs"], people["boss"], people["seller"]
+    rounds = 4
+    for _ in range(rounds):
+        ref = paid_tao(live, people, "money", 1000)["id"]
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            settling = pool.submit(live.http.post, f"/v1/payments/{ref}/settle", headers=cs)
+            refunding = pool.submit(live.http.post, f"/v1/payments/{ref}/refunds", headers=cs,
+                                    json={"amount": 300, "way": "admin", "reason": "退差价"})
+            settled, refunded = settling.result(), refunding.result()
+        assert refunded.status_code == 201, refunded.text
+        if settled.status_code != 200:  # lost to the refund's claim: settle what is left
+            assert settled.json()["error"] in ("payment.settle_refunded",
+                                               "payment.concurrent_update"), settled.text
+            again = live.http.post(f"/v1/payments/{ref}/settle", headers=cs)
+            assert again.status_code == 200, again.text
+        assert accounts(live, boss)["escrow"] == 0
+    # 1000 at 5%: seller 950 - (300 - 15) = 665, income 50 - 15 = 35 per order.
+    assert live.balance(s) == 665 * rounds
+    assert accounts(live, boss)["income"] == 35 * rounds
+    audit_clean(live)
