@@ -153,14 +153,14 @@ def _wxpay_notified(channel: Any, bodies: list[str]) -> dict[str, int]:
     from wechatpayv3.utils import aes_decrypt
 
     out: dict[str, int] = {}
-    for body in bodies:
+    key = (getattr(channel, "settings", None) or {}).get("apiv3_key")
+    for body in bodies if key else ():
         try:
             resource = json.loads(body)["resource"]
             plain = aes_decrypt(resource["nonce"], resource["ciphertext"],
-                                resource.get("associated_data") or "",
-                                channel.settings["apiv3_key"])
+                                resource.get("associated_data") or "", key)
             refund = json.loads(plain) if plain else {}
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
         amount = (refund.get("amount") or {}).get("refund")
         if refund.get("refund_status") == "SUCCESS" and isinstance(amount, int) and not \
