@@ -584,6 +584,23 @@ class AlipayChannel:
             app_id=str(data.get("app_id") or ""),
         )
 
+    def console_refund(self, out_trade_no: str, data: dict[str, Any]) -> dict[str, Any]:
+        """The merchant refunds from Alipay's console, outside its own system
+        (``POST /sandbox/alipay/trades/{no}/refund``, ``amount`` fen): ``alipay.trade.refund``
+        as the console makes it, with its own request number (``out_request_no``, default
+        ``console-<n>``), the refund notification included."""
+        amount = self._control_amount(data)
+        if amount is None:
+            raise ControlError(400, "bad_amount", "amount (fen) or total_amount (yuan) is required")
+        number = str(data.get("out_request_no") or
+                     f"console-{len(self.sb.store.refunds_of(ALIPAY, out_trade_no)) + 1}")
+        reply = self.refund({"out_trade_no": out_trade_no, "refund_amount": fen_to_yuan(amount),
+                             "out_request_no": number[:64]})
+        if reply.get("code") != "10000":
+            raise ControlError(409, "refund_refused", f"{reply.get('sub_code')}: "
+                               f"{reply.get('sub_msg') or reply.get('msg') or ''}")
+        return {**reply, "out_request_no": number[:64]}
+
     def settle_refund(self, out_request_no: str, data: dict[str, Any]) -> dict[str, Any]:
         """The bank settles a pending (fund_change N) refund: ``SUCCESS`` (REFUND_SUCCESS and a
         notification) or ``FAILED`` (the query then reports it not refunded; no notification)."""

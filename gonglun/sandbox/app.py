@@ -149,10 +149,13 @@ class Sandbox:
         app.add_route("/sandbox/alipay/trades", control, suffix="alipay_trades")
         app.add_route("/sandbox/alipay/trades/{no}", control, suffix="alipay_trade")
         app.add_route("/sandbox/alipay/trades/{no}/pay", control, suffix="alipay_pay")
+        app.add_route("/sandbox/alipay/trades/{no}/refund", control, suffix="alipay_refund")
         app.add_route("/sandbox/alipay/refunds/{no}/settle", control, suffix="alipay_settle")
         app.add_route("/sandbox/wxpay/trades", control, suffix="wxpay_trades")
         app.add_route("/sandbox/wxpay/trades/{no}", control, suffix="wxpay_trade")
         app.add_route("/sandbox/wxpay/transactions/{no}/pay", control, suffix="wxpay_pay")
+        app.add_route("/sandbox/wxpay/transactions/{no}/refund", control,
+                      suffix="wxpay_refund")
         app.add_route("/sandbox/wxpay/refunds/{no}/settle", control, suffix="wxpay_settle")
         app.add_route("/sandbox/wxpay/checkmweb", control, suffix="checkmweb")
         for vendor in self.vendors.values():
@@ -456,6 +459,11 @@ class ControlResource:
         ok(resp, self.sb.alipay.pay(no, await read_json(req)))
 
     @_guard
+    async def on_post_alipay_refund(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                                    no: str) -> None:
+        ok(resp, self.sb.alipay.console_refund(no, await read_json(req, required=True)))
+
+    @_guard
     async def on_post_alipay_settle(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
                                     no: str) -> None:
         ok(resp, self.sb.alipay.settle_refund(no, await read_json(req)))
@@ -490,6 +498,11 @@ class ControlResource:
     async def on_post_wxpay_pay(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
                                 no: str) -> None:
         ok(resp, self.sb.wxpay.control_pay(no, await read_json(req)))
+
+    @_guard
+    async def on_post_wxpay_refund(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
+                                   no: str) -> None:
+        ok(resp, self.sb.wxpay.console_refund(no, await read_json(req, required=True)))
 
     @_guard
     async def on_post_wxpay_settle(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,

@@ -705,6 +705,29 @@ class WxpayChannel:
         self.sb.store.save_trade(trade)
         return self.control_view(trade)
 
+    def console_refund(self, out_trade_no: str, data: dict[str, Any]) -> dict[str, Any]:
+        """The merchant refunds from the merchant platform, outside its own system
+        (``POST /sandbox/wxpay/transactions/{no}/refund``, ``amount`` fen): the v3 refund as
+        the platform makes it, with its own ``out_refund_no`` (default ``console-<n>``),
+        PROCESSING until the bank settles it (``/sandbox/wxpay/refunds/{no}/settle``) unless
+        armed otherwise."""
+        amount = data.get("amount")
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise ControlError(400, "bad_amount", "amount must be a positive integer (fen)")
+        trade = self._trade(out_trade_no)
+        if trade is None:
+            raise ControlError(404, "trade_not_found", f"no WeChat Pay order {out_trade_no!r}")
+        number = str(data.get("out_refund_no") or
+                     f"console-{len(self.sb.store.refunds_of(WXPAY, out_trade_no)) + 1}")[:64]
+        body = {"out_trade_no": out_trade_no, "out_refund_no": number,
+                "amount": {"refund": amount, "total": trade.amount, "currency": "CNY"}}
+        reply = self.refund(Call("POST", {}, body, "", trade.serial_mode), {})
+        if reply.status != 200 or reply.payload is None:
+            payload = reply.payload or {}
+            raise ControlError(409, "refund_refused",
+                               f"{payload.get('code')}: {payload.get('message') or ''}")
+        return reply.payload
+
     def settle(self, out_refund_no: str, data: dict[str, Any]) -> dict[str, Any]:
         """The bank settles a PROCESSING refund (a new one, or an ABNORMAL one redirected by
         apply-abnormal-refund): SUCCESS, ABNORMAL or CLOSED; the REFUND.* notification goes

@@ -96,3 +96,16 @@ def live(make_rt: Any, tmp_path: Path) -> Iterator[Live]:
             sb.close()
             worker.stop()
             server.stop()
+
+
+@pytest.fixture
+def day_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconciliation runs only for days that are over; a test that reconciles what it just did
+    (with the sandbox serving today's partial statement, ``partial_bills``) runs the reconciler
+    as if today were over, as it is tomorrow."""
+    import datetime as dt
+
+    from gonglun.plugins.payment import reconcile
+
+    today = reconcile.beijing_today
+    monkeypatch.setattr(reconcile, "beijing_today", lambda: today() + dt.timedelta(days=1))

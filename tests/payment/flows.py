@@ -14,7 +14,7 @@ from sqlalchemy import update
 
 from gonglun.db import utcnow
 from gonglun.hooks import hookimpl
-from gonglun.plugins.payment.channels import ChannelPayment, CloseResult
+from gonglun.plugins.payment.channels import ChannelPayment, CloseResult, RefundResult
 from gonglun.plugins.payment.models import Payment
 from gonglun.plugins.payment.records import new_order_number, payment_dict
 
@@ -38,6 +38,10 @@ class MemoryChannel:
 
     def close(self, payment_order: str) -> CloseResult:
         return CloseResult(payment_order not in self.paid, "ok")
+
+    def refund_query(self, payment: dict[str, Any], refund_order: str) -> RefundResult:
+        """Refunds here are made by ``refund`` below, never at this channel."""
+        return RefundResult("NOT_FOUND")
 
 
 class MemoryChannels:

@@ -147,6 +147,21 @@ def test_a_late_payment_waits_in_escrow_and_is_refunded_from_it(rt: Any,
     assert run_audit(rt) == []
 
 
+def test_money_no_route_can_move_is_reported_as_stranded(rt: Any, channels: Any) -> None:
+    """Escrow holds an order's money only while settlement or a refund can still move it: a
+    late payment refunded in part leaves the rest where nothing can reach it."""
+    payer, seller = flows.user(rt, "payer"), flows.user(rt, "seller")
+    order = flows.channel_order(rt, payer.id, "tao", 700, seller=seller.id)
+    flows.close(rt, order)
+    assert flows.channel_pays(rt, channels, order) == "late"
+    assert run_audit(rt) == []  # waiting for review: staff can still refund it
+    flows.refund(rt, order["id"], 300, "system", "R1")
+    assert balances(rt, "escrow") == [400]
+    assert run_audit(rt) == [
+        f"payment {order['id']} ({order['payment_order']}): 400 stranded in escrow: the order "
+        f"is refund and no settlement or refund can move it"]
+
+
 def test_refund_amount_is_checked() -> None:
     payment = {"amount": 100, "refund_amount": 60, "payment_order": "1", "method": "money",
                "user_id": 1, "seller_id": 2, "settled_at": None}

@@ -27,12 +27,13 @@ def schemathesis_cmd() -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("who", ["anonymous", "user", "admin"])
-def test_schemathesis_finds_no_server_error(live: Live, who: str, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_error(live: Live, who: str, tmp_path: Path,
+                                            day_over: None) -> None:
     headers: list[str] = []
     if who != "anonymous":
         _, auth = live.user(f"fuzz_{who}", role=who)
         headers = ["-H", f"Authorization: {auth['Authorization']}"]
-    # Alipay serves statements of finished days only; the check below reconciles today.
+    # Statements are of finished days only; the check below reconciles today (day_over).
     assert live.sb.post("/sandbox/config", json={"partial_bills": True}).is_success
     # Limits would turn most of the run into 429s: the fuzzer tests validation, not limits.
     live.rt.config.data["payment"].update(guest_orders_per_min=100000,

@@ -19,12 +19,17 @@ from tests.payment.conftest import Live, wait_until
 from tests.payment.test_lifecycle import run_job, wx_order
 from tests.payment.test_recharge import recharge_alipay
 
+#: The real Beijing "today", before ``_todays_statements`` moves the reconciler a day on.
+REAL_TODAY = recon.beijing_today
+
 
 @pytest.fixture(autouse=True)
-def _todays_statements(request: pytest.FixtureRequest) -> None:
-    """Alipay has statements only for days that are over (T+1); these tests reconcile what they
-    just did, so the sandbox serves today's partial statement too. The T+1 rule itself is
-    checked by test_alipay_statements_are_t_plus_one_zips."""
+def _todays_statements(request: pytest.FixtureRequest, day_over: None) -> None:
+    """Statements exist only for days that are over (T+1) and only such days are reconciled;
+    these tests reconcile what they just did, so the sandbox serves today's partial statement
+    too and the reconciler runs as if today were over (``day_over``). The T+1 rules
+    themselves are checked by test_alipay_statements_are_t_plus_one_zips and
+    test_only_finished_days_are_reconciled (on the real clock)."""
     if "live" in request.fixturenames:
         live = request.getfixturevalue("live")
         assert live.sb.post("/sandbox/config", json={"partial_bills": True}).is_success
@@ -34,9 +39,11 @@ def beijing_day(days: int = 0) -> str:
     return (dt.datetime.now(SHANGHAI).date() + dt.timedelta(days=days)).isoformat()
 
 
-def paid_alipay(live: Live, headers: dict[str, str], amount: int) -> dict[str, Any]:
+def paid_alipay(live: Live, headers: dict[str, str], amount: int,
+                paid_at: str | None = None) -> dict[str, Any]:
     payment = recharge_alipay(live, headers, amount=amount)
-    assert live.sb.post(f"/sandbox/alipay/trades/{payment['payment_order']}/pay").is_success
+    assert live.sb.post(f"/sandbox/alipay/trades/{payment['payment_order']}/pay",
+                        json={"paid_at": paid_at} if paid_at else {}).is_success
     wait_until(lambda: live.payment(payment["id"], headers)["state"] == "ok", what="paid")
     return payment
 
@@ -159,6 +166,7 @@ def test_missing_locally_and_amount_mismatch_are_exactly_the_differences(live: L
         ({"date": "yesterday"}, "recon.invalid_date"),
         ({}, "recon.invalid_date"),
         ({"date": beijing_day(2)}, "recon.invalid_date"),
+        ({"date": beijing_day(1)}, "recon.invalid_date"),  # "today" here: not over
         ({"date": today, "channel": "money"}, "recon.invalid_channel"),
     ):
         reply = live.http.post("/v1/admin/reconciliation/run", json=payload, headers=admin)
@@ -365,8 +373,9 @@ def test_cli_reconcile_list_and_resolve(live: Live, capsys: pytest.CaptureFixtur
 def test_parse_bill_date_rules() -> None:
     today = dt.date(2024, 3, 1)
     assert recon.parse_bill_date("2024-02-29", today=today) == "2024-02-29"
-    assert recon.parse_bill_date("2024-03-01", today=today) == "2024-03-01"
-    for bad in ("2024-03-02", "2023-02-29", "20240301", "", None, 20240301, "2024-3-1"):
+    assert recon.parse_bill_date("2024-03-01", today=today, finished=False) == "2024-03-01"
+    for bad in ("2024-03-01", "2024-03-02", "2023-02-29", "20240301", "", None, 20240301,
+                "2024-3-1"):
         with pytest.raises(Exception) as exc:
             recon.parse_bill_date(bad, today=today)
         assert getattr(exc.value, "error", None) == "recon.invalid_date"
@@ -399,19 +408,29 @@ def test_job_reports_a_channel_failure_and_the_lock_refuses_overlap(live: Live) 
     assert recon.reconcile(live.rt, today, "wxpay").differences == 0
 
 
-def test_clean_day_ties_the_clearing_account_to_the_statement(live: Live) -> None:
+def test_clean_day_ties_the_clearing_account_to_the_statement(
+        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy import update
 
     from gonglun.ledger import Transfer, audit_session, run_audit
 
+    monkeypatch.setattr(recon, "beijing_today", REAL_TODAY)  # the real clock
+    assert live.sb.post("/sandbox/config", json={"partial_bills": False}).is_success
     _, buyer = live.user()
-    orders = [paid_alipay(live, buyer, amount) for amount in (1000, 2345)]
+    yesterday = beijing_day(-1)
+    # Paid yesterday at the channel (notifications that arrive after midnight say so).
+    orders = [paid_alipay(live, buyer, amount, f"{yesterday} 12:00:0{n}")
+              for n, amount in enumerate((1000, 2345))]
     live.settle_outbox()
-    report = recon.reconcile(live.rt, beijing_day(), "alipay")
+    report = recon.reconcile(live.rt, yesterday, "alipay")
     assert (report.differences, report.channel_paid) == (0, 3345)
     with live.rt.db.read() as session:
         run = session.scalar(select(ReconRun).where(ReconRun.channel == "alipay"))
         assert run.channel_paid == 3345
+    assert run_audit(live.rt) == []
+    # Today goes on: a new payment does not touch the day reconciled.
+    paid_alipay(live, buyer, 777)
+    live.settle_outbox()
     assert run_audit(live.rt) == []
     # Someone shaves a fen off a channel transfer: the statement still says what was paid.
     key = f"payment:{orders[1]['id']}"
@@ -420,5 +439,77 @@ def test_clean_day_ties_the_clearing_account_to_the_statement(live: Live) -> Non
                         .values(amount=Transfer.amount - 1))
         problems = audit_session(live.rt, session)
         session.rollback()
-    assert (f"payment: channel:alipay on {beijing_day()}: the statement says 3345 paid, the "
+    assert (f"payment: channel:alipay on {yesterday}: the statement says 3345 paid, the "
             f"ledger moved 3344 from the channel for those orders") in problems
+
+
+def test_only_finished_days_are_reconciled(live: Live, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Today (Asia/Shanghai) is not over: its statement is partial, and a clean run of it would
+    hold every later payment of the day against it (the audit then fails). Refused through the
+    REST route and the CLI, on the real clock, with nothing recorded."""
+    from gonglun.cli import build_parser
+    from gonglun.errors import GonglunError
+    from gonglun.ledger import run_audit
+
+    monkeypatch.setattr(recon, "beijing_today", REAL_TODAY)
+    _, admin = live.user("admin", role="admin")
+    _, buyer = live.user()
+    paid_alipay(live, buyer, 1000)
+    live.settle_outbox()
+    today = beijing_day()
+    for day in (today, beijing_day(1)):
+        for body in ({"date": day}, {"date": day, "channel": "alipay"}):
+            reply = live.http.post("/v1/admin/reconciliation/run", json=body, headers=admin)
+            assert reply.status_code == 400, reply.text
+            assert reply.json()["error"] == "recon.invalid_date"
+            assert beijing_day(-1) in reply.json()["msg"]
+            assert reply.json()["data"]["latest"] == beijing_day(-1)
+        args = build_parser(live.rt).parse_args(["payments", "reconcile", "--date", day])
+        with pytest.raises(GonglunError) as refused:
+            args.run(live.rt, args)
+        assert refused.value.error == "recon.invalid_date"
+    assert capsys.readouterr().out == ""
+    with live.rt.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ReconRun)) == 0
+    paid_alipay(live, buyer, 500)  # the day goes on
+    live.settle_outbox()
+    assert run_audit(live.rt) == []
+    # Listing items of today is still a filter, not a run.
+    listed = live.http.get("/v1/admin/reconciliation", params={"date": today}, headers=admin)
+    assert listed.status_code == 200, listed.text
+
+
+def test_one_channel_failing_is_reported_beside_the_others(
+        live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    from gonglun.cli import build_parser
+
+    _, admin = live.user("admin", role="admin")
+    stray = live.sb.post("/sandbox/wxpay/trades", json={"total": 321}).json()["data"]
+    day = beijing_day()
+
+    def fail_alipay() -> None:
+        assert live.sb.post("/sandbox/faults", json={"channel": "alipay", "http": "500",
+                                                     "count": 1}).is_success
+
+    fail_alipay()
+    reply = live.http.post("/v1/admin/reconciliation/run", json={"date": day}, headers=admin)
+    assert reply.status_code == 200, reply.text
+    reports = {r["channel"]: r for r in reply.json()["data"]["reports"]}
+    assert (reports["alipay"]["error"], reports["alipay"]["status"]) == (
+        "recon.channel_error", 502)
+    assert reports["alipay"]["msg"] and "differences" not in reports["alipay"]
+    assert [(i["kind"], i["payment_order"]) for i in reports["wxpay"]["items"]] == [
+        ("missing_local", stray["out_trade_no"])]
+
+    fail_alipay()
+    args = build_parser(live.rt).parse_args(["payments", "reconcile", "--date", day])
+    assert args.run(live.rt, args) == 1
+    out = {r["channel"]: r for r in json.loads(capsys.readouterr().out)["reports"]}
+    assert out["alipay"]["error"] == "recon.channel_error"
+    assert out["wxpay"]["open"] == 1 and out["wxpay"]["differences"] == 1
+    # Naming the channel still answers its error as the error.
+    fail_alipay()
+    one = live.http.post("/v1/admin/reconciliation/run", json={"date": day, "channel": "alipay"},
+                         headers=admin)
+    assert (one.status_code, one.json()["error"]) == (502, "recon.channel_error")

@@ -308,3 +308,276 @@ def test_tampering_with_any_row_is_reported_and_named(live: Live,
         assert problems, f"{what}: not noticed"
         assert any(expected in p for p in problems), (what, problems)
     assert run_audit(live.rt) == []  # every change above was rolled back
+
+
+# -- what a refund leaves, and refunds made at the channel ------------------------------------
+
+
+def paid_tao(live: Live, people: dict[str, Any], method: str, amount: int) -> dict[str, Any]:
+    """A ``tao`` order of ``amount`` paid by balance or through the sandbox's buyer."""
+    from gonglun.testing import fund_wallet
+
+    buyer, seller = people["buyer"], people["seller"]
+    body: dict[str, Any] = {"scene": "tao", "amount": amount, "method": method,
+                            "seller_id": seller[0], "title": "青花瓷瓶"}
+    if method == "money":
+        fund_wallet(live.rt, buyer[0], amount)
+    else:
+        body["channel"] = "page" if method == "alipay" else "native"
+    created = live.create(buyer[1], **body)
+    assert created.status_code == 201, created.text
+    data = created.json()["data"]
+    order = data["payment"]["payment_order"]
+    if method == "alipay":
+        open_cashier(live, data["pay_params"])
+        assert live.sb.post(f"/sandbox/alipay/trades/{order}/pay").is_success
+    elif method == "wxpay":
+        assert live.sb.post(f"/sandbox/wxpay/transactions/{order}/pay").is_success
+    wait_until(lambda: live.payment(order, buyer[1])["state"] == "ok", what="paid")
+    live.settle_outbox()
+    return live.payment(order, buyer[1])
+
+
+@pytest.mark.parametrize("method", ["money", "alipay", "wxpay"])
+def test_what_a_partial_refund_leaves_is_settled_to_the_seller(
+        live: Live, people: dict[str, Any], method: str) -> None:
+    """A 1-fen refund of a 1000-fen order used to strand 999 fen in escrow (settle answered
+    settle_refunded, a second refund already_refunded). Settlement now pays out the rest,
+    split as settling first and refunding after would have (DECISIONS.md 27)."""
+    tao_scene(live, commission=COMMISSION_BP)
+    assert live.sb.post("/sandbox/config",
+                        json={"refund_defaults": {"wxpay": "SUCCESS"}}).is_success
+    (_, s), (_, cs), (_, boss) = (people[k] for k in ("seller", "cs", "boss"))
+    payment = paid_tao(live, people, method, 1000)
+    order = payment["payment_order"]
+    refunded = live.http.post(f"/v1/payments/{order}/refunds", headers=cs,
+                              json={"amount": 1, "way": "admin", "reason": "少发一件配件"})
+    assert refunded.status_code == 201, refunded.text
+    wait_until(lambda: live.payment(order, cs)["state"] == "refund", what="refunded")
+    live.settle_outbox()
+    assert accounts(live, boss)["escrow"] == 999
+    audit_clean(live)
+
+    settled = live.http.post(f"/v1/payments/{order}/settle", headers=boss)
+    assert settled.status_code == 200, settled.text
+    data = settled.json()["data"]
+    # 5% of 1000 is 50; the 1 fen refunded gives back 1 * 50 // 1000 = 0 of it.
+    assert (data["seller_amount"], data["income"]) == (949, 50)
+    assert data["payment"]["state"] == "refund" and data["payment"]["settled_at"]
+    assert live.balance(s) == 949
+    listed = accounts(live, boss)
+    assert (listed["escrow"], listed["income"], listed["total"]) == (0, 50, 0)
+    audit_clean(live)
+
+    again = live.http.post(f"/v1/payments/{order}/settle", headers=cs)
+    assert (again.status_code, again.json()["error"]) == (409, "payment.already_settled")
+    second = live.http.post(f"/v1/payments/{order}/refunds", headers=cs,
+                            json={"amount": 1, "way": "admin", "reason": "再退一分"})
+    assert (second.status_code, second.json()["error"]) == (409, "refund.already_refunded")
+    assert live.balance(s) == 949 and accounts(live, boss)["escrow"] == 0
+    audit_clean(live)
+
+
+def test_settling_first_or_refunding_first_ends_the_same(live: Live,
+                                                          people: dict[str, Any]) -> None:
+    """Who ends with what does not depend on the order of settlement and refund."""
+    tao_scene(live, commission=COMMISSION_BP)
+    (_, cs), (_, boss), (_, s) = people["cs"], people["boss"], people["seller"]
+    ends = []
+    for settle_first in (True, False):
+        before = (live.balance(s), accounts(live, boss)["income"])
+        ref = paid_tao(live, people, "money", 1234)["id"]
+        steps = [(f"/v1/payments/{ref}/settle", None),
+                 (f"/v1/payments/{ref}/refunds",
+                  {"amount": 567, "way": "admin", "reason": "退差价"})]
+        for path, body in steps if settle_first else steps[::-1]:
+            answer = live.http.post(path, headers=cs, json=body)
+            assert answer.is_success, answer.text
+        ends.append((live.balance(s) - before[0], accounts(live, boss)["income"] - before[1]))
+        assert accounts(live, boss)["escrow"] == 0
+        audit_clean(live)
+    # 1234: commission 61, seller 1173; refunding 567 gives back 567 * 61 // 1234 = 28.
+    assert ends == [(1173 - 539, 33), (1173 - 539, 33)]
+
+
+def test_auto_settlement_takes_partly_refunded_orders(live: Live, people: dict[str, Any]) -> None:
+    from gonglun.plugins.payment.settlement import auto_settle
+
+    tao_scene(live, settle_after_days=7)
+    payment = paid_tao(live, people, "money", 800)
+    refunded = live.http.post(f"/v1/payments/{payment['id']}/refunds", headers=people["cs"][1],
+                              json={"amount": 300, "way": "admin", "reason": "退差价"})
+    assert refunded.status_code == 201, refunded.text
+    with live.rt.db.write() as session:
+        row = session.get(Payment, payment["id"])
+        row.paid_at = row.paid_at - dt.timedelta(days=8)
+    assert auto_settle(live.rt) == {"settled": 1, "blocked": 0}
+    assert live.balance(people["seller"][1]) == 500
+    audit_clean(live)
+
+
+def refund_items(live: Live, order: str) -> list[tuple[str, str, int | None, int | None]]:
+    from gonglun.plugins.payment.models import ReconItem
+
+    with live.rt.db.read() as session:
+        return [(i.kind, i.status, i.local_amount, i.channel_amount)
+                for i in session.scalars(select(ReconItem).where(ReconItem.payment_order == order))]
+
+
+def test_a_partial_refund_at_alipay_blocks_settlement(live: Live, people: dict[str, Any]) -> None:
+    """PAY-24: refunded in part from Alipay's console, behind our back. The trade stays
+    TRADE_SUCCESS, so the trade query alone would have settled 12.00 to the seller while
+    3.00 went back to the buyer; Alipay's verified refund notice (refund_fee) says so."""
+    (_, b), (_, cs), (_, boss) = people["buyer"], people["cs"], people["boss"]
+    payment = paid_tao(live, people, "alipay", PRICE)
+    order = payment["payment_order"]
+    console = live.sb.post(f"/sandbox/alipay/trades/{order}/refund", json={"amount": 300})
+    assert console.status_code == 200, console.text
+    assert console.json()["data"]["fund_change"] == "Y"
+    query = get_channel(live.rt, "alipay").client.api_alipay_trade_query(out_trade_no=order)
+    assert query["trade_status"] == "TRADE_SUCCESS"
+    wait_until(lambda: any(a["summary"].get("refund_fee") == "3.00" and a["outcome"] == "acked"
+                           for a in live.attempts(order)), what="refund notice")
+
+    for _ in range(2):
+        blocked = live.http.post(f"/v1/payments/{order}/settle", headers=cs)
+        assert (blocked.status_code, blocked.json()["error"]) == (409, "payment.settle_guard")
+        assert blocked.json()["data"]["channel_refunded"] == 300
+    assert live.balance(people["seller"][1]) == 0
+    assert accounts(live, boss)["escrow"] == PRICE
+    assert refund_items(live, order) == [("refund_at_channel", "open", 0, 300)]
+    live.settle_outbox()
+    with live.rt.db.read() as session:
+        from gonglun.hooks.deferred import OutboxEvent
+
+        alarms = list(session.scalars(select(OutboxEvent.key).where(
+            OutboxEvent.key.like(f"alarm:settle_guard:{payment['id']}:%"))))
+    assert alarms == [f"alarm:settle_guard:{payment['id']}:300"]
+    audit_clean(live)
+    assert live.payment(order, b)["settled_at"] is None
+
+
+def test_more_refunded_at_alipay_than_by_us_blocks_settlement(
+        live: Live, people: dict[str, Any], day_over: None) -> None:
+    """Refunded in part by us, then more from the console: Alipay's refund_fee (the trade's
+    refunded total) is more than ours. The statement's own run keeps the guard's item open."""
+    from gonglun.plugins.payment import reconcile as recon
+
+    cs = people["cs"][1]
+    payment = paid_tao(live, people, "alipay", PRICE)
+    order = payment["payment_order"]
+    ours = live.http.post(f"/v1/payments/{order}/refunds", headers=cs,
+                          json={"amount": 100, "way": "admin", "reason": "退差价"})
+    assert ours.status_code == 201, ours.text
+    assert live.sb.post(f"/sandbox/alipay/trades/{order}/refund",
+                        json={"amount": 200}).status_code == 200
+    wait_until(lambda: any(a["summary"].get("refund_fee") == "3.00" and a["outcome"] == "acked"
+                           for a in live.attempts(order)), what="refund notice")
+    blocked = live.http.post(f"/v1/payments/{order}/settle", headers=cs)
+    assert (blocked.status_code, blocked.json()["error"]) == (409, "payment.settle_guard")
+    assert (blocked.json()["data"]["channel_refunded"], blocked.json()["data"]["refund_amount"]
+            ) == (300, 100)
+    assert refund_items(live, order) == [("refund_at_channel", "open", 100, 300)]
+    assert live.sb.post("/sandbox/config", json={"partial_bills": True}).is_success
+    today = recon.beijing_today() - dt.timedelta(days=1)  # the real today (day_over)
+    report = recon.reconcile(live.rt, today.isoformat(), "alipay")
+    assert report.cleared == 0
+    assert sorted(refund_items(live, order)) == [
+        ("refund_amount_mismatch", "open", 100, 300), ("refund_at_channel", "open", 100, 300)]
+    assert accounts(live, people["boss"][1])["escrow"] == PRICE - 100
+    audit_clean(live)
+
+
+def test_a_refund_at_wechat_blocks_settlement(live: Live, people: dict[str, Any]) -> None:
+    """WeChat's order query says REFUND without an amount: a refund we do not know of."""
+    (_, cs), (_, boss) = people["cs"], people["boss"]
+    payment = paid_tao(live, people, "wxpay", PRICE)
+    order = payment["payment_order"]
+    console = live.sb.post(f"/sandbox/wxpay/transactions/{order}/refund", json={"amount": 200})
+    assert console.status_code == 200, console.text
+    blocked = live.http.post(f"/v1/payments/{order}/settle", headers=cs)
+    assert (blocked.status_code, blocked.json()["error"]) == (409, "payment.settle_guard")
+    assert blocked.json()["data"]["channel_status"] == "REFUND"
+    assert refund_items(live, order) == [("refund_at_channel", "open", 0, None)]
+    assert accounts(live, boss)["escrow"] == PRICE
+    audit_clean(live)
+
+
+def test_more_refunded_at_wechat_than_by_us_blocks_settlement(live: Live,
+                                                               people: dict[str, Any]) -> None:
+    """Refunded in part by us, then more from the merchant platform: WeChat's order query says
+    REFUND either way; its verified REFUND.SUCCESS notices say how much."""
+    cs = people["cs"][1]
+    assert live.sb.post("/sandbox/config",
+                        json={"refund_defaults": {"wxpay": "SUCCESS"}}).is_success
+    payment = paid_tao(live, people, "wxpay", PRICE)
+    order = payment["payment_order"]
+    ours = live.http.post(f"/v1/payments/{order}/refunds", headers=cs,
+                          json={"amount": 100, "way": "admin", "reason": "退差价"})
+    assert ours.status_code == 201, ours.text
+    console = live.sb.post(f"/sandbox/wxpay/transactions/{order}/refund",
+                           json={"amount": 200, "out_refund_no": "console-7"})
+    assert console.json()["data"]["status"] == "SUCCESS", console.text
+    wait_until(lambda: any(a["summary"].get("out_refund_no") == "console-7"
+                           and a["outcome"] == "acked" for a in live.attempts(order)),
+               what="refund notice")
+    blocked = live.http.post(f"/v1/payments/{order}/settle", headers=cs)
+    assert (blocked.status_code, blocked.json()["error"]) == (409, "payment.settle_guard")
+    assert (blocked.json()["data"]["channel_refunded"], blocked.json()["data"]["refund_amount"]
+            ) == (300, 100)
+    assert refund_items(live, order) == [("refund_at_channel", "open", 100, 300)]
+    assert accounts(live, people["boss"][1])["escrow"] == PRICE - 100
+    audit_clean(live)
+
+
+def test_an_open_statement_difference_blocks_settlement(live: Live,
+                                                         people: dict[str, Any]) -> None:
+    """What no query can show (a refund under a number we never saw, whose notice never came)
+    the statement shows: its open item blocks settlement until staff resolve it."""
+    from gonglun.plugins.payment.models import ReconItem
+
+    cs = people["cs"][1]
+    payment = paid_tao(live, people, "alipay", PRICE)
+    order = payment["payment_order"]
+    with live.rt.db.write() as session:
+        session.add(ReconItem(bill_date="2024-07-01", channel="alipay",
+                              kind="refund_missing_local", payment_order=order,
+                              local_amount=0, channel_amount=100))
+    blocked = live.http.post(f"/v1/payments/{order}/settle", headers=cs)
+    assert (blocked.status_code, blocked.json()["error"]) == (409, "payment.settle_guard")
+    [item] = live.http.get("/v1/admin/reconciliation", headers=cs).json()["data"]["items"]
+    resolved = live.http.post(f"/v1/admin/reconciliation/{item['id']}/resolve", headers=cs,
+                              json={"resolution": "a test row of the channel, not a refund"})
+    assert resolved.status_code == 200, resolved.text
+    assert live.http.post(f"/v1/payments/{order}/settle", headers=cs).status_code == 200
+    audit_clean(live)
+
+
+def test_settlement_racing_a_refund_ends_the_same_either_way(live: Live,
+                                                               people: dict[str, Any]) -> None:
+    """Settlement and a partial refund at the same moment: each claims the order by a
+    conditional update; whichever wins, the loser either waits its turn (a refund in flight)
+    or applies to what the winner left, and the money ends where it would have anyway."""
+    import concurrent.futures
+
+    tao_scene(live, commission=COMMISSION_BP)
+    (_, cs), (_, boss), (_, s) = people["cs"], people["boss"], people["seller"]
+    rounds = 4
+    for _ in range(rounds):
+        ref = paid_tao(live, people, "money", 1000)["id"]
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            settling = pool.submit(live.http.post, f"/v1/payments/{ref}/settle", headers=cs)
+            refunding = pool.submit(live.http.post, f"/v1/payments/{ref}/refunds", headers=cs,
+                                    json={"amount": 300, "way": "admin", "reason": "退差价"})
+            settled, refunded = settling.result(), refunding.result()
+        assert refunded.status_code == 201, refunded.text
+        if settled.status_code != 200:  # lost to the refund's claim: settle what is left
+            assert settled.json()["error"] in ("payment.settle_refunded",
+                                               "payment.concurrent_update"), settled.text
+            again = live.http.post(f"/v1/payments/{ref}/settle", headers=cs)
+            assert again.status_code == 200, again.text
+        assert accounts(live, boss)["escrow"] == 0
+    # 1000 at 5%: seller 950 - (300 - 15) = 665, income 50 - 15 = 35 per order.
+    assert live.balance(s) == 665 * rounds
+    assert accounts(live, boss)["income"] == 35 * rounds
+    audit_clean(live)

@@ -3,4 +3,4 @@ real SDKs, a worker)."""
 
 from __future__ import annotations
 
-from tests.payment.conftest import live  # noqa: F401 - the fixture, shared
+from tests.payment.conftest import day_over, live  # noqa: F401 - the fixtures, shared

@@ -310,7 +310,7 @@ def test_refund_keeps_who_asked(live: Live) -> None:
     assert any(line.startswith("refund: payment") for line in found), found
 
 
-def test_reconciliation_sees_refunds_on_both_sides(live: Live) -> None:
+def test_reconciliation_sees_refunds_on_both_sides(live: Live, day_over: None) -> None:
     """A refund of ours is on the channel's statement; one missing there is a difference."""
     import datetime as dt
 

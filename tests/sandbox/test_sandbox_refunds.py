@@ -295,3 +295,41 @@ def test_refund_faults_speak_each_channels_words(env: Env) -> None:
         assert word in r.json()["msg"] or "must be one of" in r.json()["msg"]
     assert arm(env, channel="alipay", next_refund="acq.system_error")["alipay"]["refund"][
         "mode"] == "SYSTEM_ERROR"
+
+
+# --- refunds made at the channel's console (outside the merchant's own system) --------------
+
+
+def test_console_refunds_are_the_channels_own_refunds(env: Env, ali: AliPay,
+                                                      wx: WeChatPay) -> None:
+    ali_paid(env, ali, "202401010000000900", "10.00")
+    wx_paid(env, wx, "202401010000000901", 1000)
+    done = env.control("POST", "/sandbox/alipay/trades/202401010000000900/refund",
+                       json={"amount": 300})
+    assert done.status_code == 200, done.text
+    assert (done.json()["data"]["fund_change"], done.json()["data"]["refund_fee"],
+            done.json()["data"]["out_request_no"]) == ("Y", "3.00", "console-1")
+    # As any refund: the query by its number, the trade still TRADE_SUCCESS (partial).
+    assert ali.api_alipay_trade_fastpay_refund_query(
+        "console-1", out_trade_no="202401010000000900")["refund_status"] == "REFUND_SUCCESS"
+    assert ali.api_alipay_trade_query(
+        out_trade_no="202401010000000900")["trade_status"] == "TRADE_SUCCESS"
+    too_much = env.control("POST", "/sandbox/alipay/trades/202401010000000900/refund",
+                           json={"amount": 800})
+    assert (too_much.status_code, too_much.json()["error"]) == (409, "sandbox.refund_refused")
+    assert "ACQ.REASON_TRADE_REFUND_FEE_ERR" in too_much.json()["msg"]
+
+    wx_done = env.control("POST", "/sandbox/wxpay/transactions/202401010000000901/refund",
+                          json={"amount": 200})
+    assert wx_done.status_code == 200, wx_done.text
+    assert (wx_done.json()["data"]["status"], wx_done.json()["data"]["out_refund_no"]) == (
+        "PROCESSING", "console-1")
+    code, body = wx.query(out_trade_no="202401010000000901")
+    assert code == 200 and json.loads(body)["trade_state"] == "REFUND"
+    for path, payload, status in (
+        ("/sandbox/wxpay/transactions/202401010000000901/refund", {"amount": 0}, 400),
+        ("/sandbox/wxpay/transactions/nope/refund", {"amount": 1}, 404),
+        ("/sandbox/alipay/trades/202401010000000900/refund", {}, 400),
+        ("/sandbox/alipay/trades/nope/refund", {"amount": 1}, 409),
+    ):
+        assert env.control("POST", path, json=payload).status_code == status, path

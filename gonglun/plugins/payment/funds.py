@@ -95,18 +95,32 @@ def commission_of(scene: Scene, amount: int) -> int:
     return amount * scene.commission // BASIS
 
 
-def settlement_moves(scene: Scene, payment: dict[str, Any]) -> tuple[list[Move], int]:
-    """escrow → seller (amount less commission) and escrow → income (the commission)."""
+def settlement_split(amount: int, income: int, refunded: int) -> tuple[int, int]:
+    """What settlement moves from escrow, ``(to the seller, to income)``, for an order of
+    ``amount`` whose commission is ``income`` and of which ``refunded`` went back before
+    settlement: exactly what settling first and refunding after would leave each of them
+    (DECISIONS.md 27), so the order of the two never changes who ends with what. The two add
+    up to ``amount - refunded``, all that escrow still holds for the order."""
+    back = income_returned(refunded, amount, income)
+    return amount - income - (refunded - back), income - back
+
+
+def settlement_moves(scene: Scene, payment: dict[str, Any]) -> tuple[list[Move], int, int]:
+    """escrow → seller (what is left less its commission) and escrow → income (that
+    commission); returns the moves, the order's commission (``payments.income``) and what
+    goes to the seller now."""
     income = commission_of(scene, payment["amount"])
+    seller, commission = settlement_split(payment["amount"], income,
+                                          int(payment.get("refund_amount") or 0))
     order, pid = payment["payment_order"], payment["id"]
     moves = []
-    if payment["amount"] > income:
-        moves.append(Move(ESCROW, wallet(payment["seller_id"]), payment["amount"] - income,
+    if seller:
+        moves.append(Move(ESCROW, wallet(payment["seller_id"]), seller,
                           SETTLE, f"settle:{pid}", order, f"结算:{scene.name}"))
-    if income:
-        moves.append(Move(ESCROW, INCOME, income, COMMISSION, f"commission:{pid}", order,
+    if commission:
+        moves.append(Move(ESCROW, INCOME, commission, COMMISSION, f"commission:{pid}", order,
                           f"平台佣金:{scene.name}"))
-    return moves, income
+    return moves, income, seller
 
 
 def income_returned(refunded: int, amount: int, income: int) -> int:

@@ -10,7 +10,8 @@ Set-based, each query a scan or a join rather than a loop over orders:
 2. The transfer that moved each order's money exists under its key with its code and amount;
    so do the settlement transfers of a settled order; no transfer under an order's reference has
    a code its scene does not use; ``settled_at``/``income`` fit the scene.
-3. ``escrow`` holds exactly the unsettled, unrefunded orders plus the open holds of others.
+3. ``escrow`` holds exactly the unsettled, unrefunded orders plus the open holds of others,
+   and no order holds money there in a state no settlement or refund can leave (stranded).
 4. Each channel clearing account moved, for the orders of a cleanly reconciled day, what the
    channel's statement says was paid (``recon_runs.channel_paid``).
 
@@ -159,23 +160,46 @@ def _collect_line(r: Any) -> str:
 
 
 def _settle_keys(q: _Orders) -> Any:
+    """Settlement moved either the whole order (settled before any refund) or what a refund
+    before it left (``funds.settlement_split``: the same end result); the per-account check
+    above holds the rest to the row exactly."""
     o = q.o
     s, c = _T.alias("s"), _T.alias("c")
-    seller_part = o.amount - o.income
 
     def wrong(t: Any, code: str, amount: Any) -> Any:
         missing = or_(t.c.id.is_(None), t.c.code != code, t.c.amount != amount, t.c.ref != o.ref)
         return or_(and_(amount > 0, missing), and_(amount <= 0, t.c.id.isnot(None)))
 
+    def split_wrong(seller: Any, commission: Any) -> Any:
+        return or_(wrong(s, SETTLE, seller), wrong(c, COMMISSION, commission))
+
+    left_back = o.refund_amount - q.income_back
     return (
         select(o.id, s.c.id.label("settle_id"), c.c.id.label("commission_id"))
         .select_from(o.id.table)
         .outerjoin(s, s.c.idempotency_key == _text("settle:", o.id))
         .outerjoin(c, c.c.idempotency_key == _text("commission:", o.id))
-        .where(q.checked, q.settled, or_(wrong(s, SETTLE, seller_part),
-                                         wrong(c, COMMISSION, o.income)))
+        .where(q.checked, q.settled,
+               split_wrong(o.amount - o.income, o.income),
+               split_wrong(o.amount - o.income - left_back, o.income - q.income_back))
         .order_by(o.id)
     )
+
+
+def _stranded(q: _Orders) -> Any:
+    """Orders whose money sits in escrow where no route can move it any more: escrow holds
+    money for an order only while settlement or a refund still can (paid or refunded in part
+    and not settled, or a refund under way), or while a late payment waits for review."""
+    o = q.o
+    held = o.amount - o.refund_amount
+    movable = or_(
+        and_(~q.late_hold, o.kind == "escrow", o.settled_at.is_(None),
+             o.state.in_(("ok", "refund", "wait_refund", "fail_refund"))),
+        and_(q.late_hold, o.state.in_(("close", "wait_refund", "fail_refund"))),
+    )
+    holds = or_(q.late_hold, and_(o.kind == "escrow", o.settled_at.is_(None)))
+    return (select(o.id, o.ref, o.state, held.label("held"))
+            .where(q.checked, holds, held > 0, ~movable).order_by(o.id))
 
 
 def _foreign_codes(q: _Orders) -> Any:
@@ -220,17 +244,20 @@ def _escrow_total(session: Session, q: _Orders) -> list[str]:
 
 
 def _statements(session: Session) -> list[str]:
-    """Days reconciled without a difference: the statement's paid total against the ledger."""
+    """Days reconciled without a difference: the statement's paid total against the ledger.
+    Only runs made after their day was over: a statement of a day under way is partial."""
     from gonglun.plugins.payment.reconcile import day_window
 
     out = []
     runs = session.execute(
-        select(ReconRun.bill_date, ReconRun.channel, ReconRun.channel_paid)
+        select(ReconRun.bill_date, ReconRun.channel, ReconRun.channel_paid, ReconRun.ran_at)
         .where(ReconRun.channel_paid.isnot(None), ReconRun.differences == 0)
         .order_by(ReconRun.bill_date, ReconRun.channel)
     ).all()
-    for day, channel, paid in runs:
+    for day, channel, paid, ran_at in runs:
         start, end = day_window(day)
+        if ran_at < end:
+            continue
         moved = session.scalar(
             select(func.coalesce(func.sum(_T.c.amount), 0))
             .join(_A, _A.c.id == _T.c.debit_id)
@@ -266,6 +293,10 @@ def payment_problems(rt: Any, session: Session, problems: list[str]) -> list[str
                                            f"income {r.income} do not fit a {r.scene} order in "
                                            f"state {r.state}"),
          "payment: {n} more orders with wrong settlement fields"),
+        (_stranded(q), lambda r: (f"payment {r.id} ({r.ref}): {r.held} stranded in escrow: the "
+                                  f"order is {r.state} and no settlement or refund can move "
+                                  f"it"),
+         "payment: {n} more orders with money stranded in escrow"),
     )
     for stmt, line, summary in checks:
         report(problems, session.execute(stmt), line, summary)

@@ -80,18 +80,19 @@ class ReconRunNow:
         self.rt = rt
 
     async def on_post(self, req: Any, resp: Any) -> None:
-        """Body ``{"date": "YYYY-MM-DD", "channel": "alipay"|"wxpay"}``; without a channel,
-        both. Answers the reports."""
+        """Body ``{"date": "YYYY-MM-DD", "channel": "alipay"|"wxpay"}``: a day that is over
+        (Beijing). With a channel, its report (or its error); without, both reports, a
+        channel that failed answering its ``error`` and ``msg`` in its place."""
         recon = _recon()
         body = await json_body(req)
         day = recon.parse_bill_date(body.get("date"))
-        channels = [recon.check_channel(body["channel"])] if body.get("channel") else list(
-            recon.CHANNELS)
-        reports = []
-        for channel in channels:
-            report = await run_sync(recon.reconcile, self.rt, day, channel)
-            reports.append(report.to_dict())
-        ok(resp, {"reports": reports})
+        if body.get("channel"):
+            report = await run_sync(recon.reconcile, self.rt, day,
+                                    recon.check_channel(body["channel"]))
+            ok(resp, {"reports": [report.to_dict()]})
+            return
+        ok(resp, {"reports": await run_sync(recon.reconcile_each, self.rt, day,
+                                            list(recon.CHANNELS))})
 
 
 @hookimpl(specname="register_routes")
@@ -116,13 +117,18 @@ def _print(data: Any) -> None:
 
 
 def cmd_reconcile(rt: Any, args: argparse.Namespace) -> int:
-    """Exit 0 when no difference is open, 3 when some are (scripts can alert on it)."""
+    """Exit 0 when no difference is open, 3 when some are (scripts can alert on it), 1 when a
+    channel failed (its error is printed in its report's place, beside the others)."""
     recon = _recon()
     _ensure_schema(rt)
     day = recon.parse_bill_date(args.date)
-    channels = [recon.check_channel(args.channel)] if args.channel else list(recon.CHANNELS)
-    reports = [recon.reconcile(rt, day, c).to_dict() for c in channels]
+    if args.channel:
+        reports = [recon.reconcile(rt, day, recon.check_channel(args.channel)).to_dict()]
+    else:
+        reports = recon.reconcile_each(rt, day, list(recon.CHANNELS))
     _print({"reports": reports})
+    if any("error" in r for r in reports):
+        return 1
     return 3 if any(r["open"] for r in reports) else 0
 
 

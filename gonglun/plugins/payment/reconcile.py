@@ -49,8 +49,12 @@ from gonglun.plugins.payment.recon_twice import PAID_TWICE, paid_twice
 log = logging.getLogger(__name__)
 
 CHANNELS = ("alipay", "wxpay")
+#: Opened by the settlement guard (``guard.py``): the channel refunded more than we did.
+#: A person resolves it; a statement re-run never clears it.
+REFUND_AT_CHANNEL = "refund_at_channel"
 KINDS = ("missing_local", "missing_channel", "amount_mismatch", "status_mismatch",
-         "refund_missing_local", "refund_amount_mismatch", "refund_missing_channel", PAID_TWICE)
+         "refund_missing_local", "refund_amount_mismatch", "refund_missing_channel", PAID_TWICE,
+         REFUND_AT_CHANNEL)
 STATUSES = ("open", "resolved")
 PAID_STATES = ("ok", "wait_refund", "refund", "fail_refund")
 RECOVERED = "recovered by query"
@@ -63,8 +67,11 @@ _MAX_RESOLUTION = 255
 # -- input ---------------------------------------------------------------------------------
 
 
-def parse_bill_date(value: Any, *, today: dt.date | None = None) -> str:
-    """A Beijing calendar day ``YYYY-MM-DD`` that has started; anything else is refused."""
+def parse_bill_date(value: Any, *, today: dt.date | None = None, finished: bool = True) -> str:
+    """A Beijing calendar day ``YYYY-MM-DD``; anything else is refused. ``finished``: the day
+    must be over (before today in Beijing), as a run needs: a statement of a day still under
+    way is partial, and the audit would hold the next payment of that day against it.
+    Filters (listing items) take any day that has started."""
     text = value.strip() if isinstance(value, str) else ""
     try:
         day = dt.date.fromisoformat(text) if _DATE.match(text) else None
@@ -73,10 +80,21 @@ def parse_bill_date(value: Any, *, today: dt.date | None = None) -> str:
     if day is None:
         raise GonglunError("recon.invalid_date", "对账日期格式应为 YYYY-MM-DD",
                            data={"date": value if isinstance(value, str) else None})
-    if day > (today or dt.datetime.now(SHANGHAI).date()):
+    today = today or beijing_today()
+    if finished and day >= today:
+        latest = (today - dt.timedelta(days=1)).isoformat()
+        raise GonglunError("recon.invalid_date",
+                           f"只能对已结束的日期对账(北京时间 {latest} 及以前), {text} 尚未结束",
+                           data={"date": text, "latest": latest})
+    if day > today:
         raise GonglunError("recon.invalid_date", "对账日期不能晚于今天(北京时间)",
                            data={"date": text})
     return text
+
+
+def beijing_today() -> dt.date:
+    """Today in Asia/Shanghai (DECISIONS.md 4): the day not yet over."""
+    return dt.datetime.now(SHANGHAI).date()
 
 
 def check_channel(value: Any) -> str:
@@ -356,8 +374,9 @@ def _record(rt: Any, report: ReconReport, diffs: list[Difference],
             select(ReconItem.id, ReconItem.kind, ReconItem.payment_order).where(
                 ReconItem.bill_date == bill_date, ReconItem.channel == channel,
                 ReconItem.status == "open",
-                # Held notifications and money paid twice: a person resolves them.
-                ReconItem.kind.not_in((REVIEW_KIND, PAID_TWICE)))
+                # Held notifications, money paid twice and the settlement guard's findings
+                # are not statement differences: a person resolves them.
+                ReconItem.kind.not_in((REVIEW_KIND, PAID_TWICE, REFUND_AT_CHANNEL)))
         ).all():
             if (kind, order) not in open_keys:
                 report.cleared += _settle(session, (ReconItem.id == item_id,), CLEARED, now)
@@ -450,19 +469,29 @@ def reconcile_days(rt: Any, bill_date: str | None = None,
     every hour, so the next run is the retry, and a worker traceback would only be noise.
     """
     day = bill_date or yesterday()
-    out: list[dict[str, Any]] = []
+    configured = []
     for channel in channels:
         try:
             get_channel(rt, channel)
         except GonglunError:
             log.info("reconciliation: channel %s not configured; skipped", channel)
             continue
+        configured.append(channel)
+    return reconcile_each(rt, day, configured)
+
+
+def reconcile_each(rt: Any, bill_date: str, channels: Iterable[str]) -> list[dict[str, Any]]:
+    """Each channel's report, or its failure (``error``, ``msg``, ``status``, ``data``) in its
+    place: one channel's failure (statement not ready, channel unreachable, another run holding
+    the day) never hides the others' results."""
+    out: list[dict[str, Any]] = []
+    for channel in channels:
         try:
-            out.append(reconcile(rt, day, channel).to_dict())
+            out.append(reconcile(rt, bill_date, channel).to_dict())
         except GonglunError as exc:
-            log.warning("reconciliation %s %s failed: %s", channel, day, exc)
-            out.append({"bill_date": day, "channel": channel, "error": exc.error,
-                        "msg": exc.msg})
+            log.warning("reconciliation %s %s failed: %s", channel, bill_date, exc)
+            out.append({"bill_date": bill_date, "channel": channel, "error": exc.error,
+                        "msg": exc.msg, "status": exc.status, "data": exc.data})
     return out
 
 
@@ -480,7 +509,7 @@ def list_items(rt: Any, *, status: str | None = None, bill_date: str | None = No
                                data={"choices": list(STATUSES)})
         stmt = stmt.where(ReconItem.status == status)
     if bill_date is not None:
-        stmt = stmt.where(ReconItem.bill_date == parse_bill_date(bill_date))
+        stmt = stmt.where(ReconItem.bill_date == parse_bill_date(bill_date, finished=False))
     if channel is not None:
         stmt = stmt.where(ReconItem.channel == check_channel(channel))
     if before:

@@ -3,10 +3,14 @@
 The money of a paid ``settle`` order waits in ``escrow``. Settling it (an admin through
 ``POST /v1/payments/{ref}/settle``, the host application through the ``settle_payment`` hook
 when the goods arrived, or the ``payment.auto_settle`` job ``settle_after_days`` after payment)
-first asks the channel that the payment exists, is paid in full and is not refunded (PAY-24;
-for a balance payment the local state is the truth), then in one transaction: a conditional
-UPDATE records ``settled_at`` and ``income`` on the order, and escrow pays the seller the amount
-less the scene's commission and ``income`` the commission.
+first asks the channel that the payment exists, is paid in full and was refunded no more than
+we refunded (PAY-24, ``guard.py``; for a balance payment the local state is the truth), then in
+one transaction: a conditional UPDATE claims the order (``settled_at``, ``income``: the scene's
+commission on the whole order) in the state and refunded amount the checks saw, and escrow pays
+out all it holds for the order: the seller what is left less its commission, ``income`` that
+commission. An order refunded in part before settlement (state ``refund``) is settled for what
+is left, split as settling first and refunding after would have split it (DECISIONS.md 27), so
+nothing stays in escrow and the order of the two never changes who ends with what.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlalchemy import select, update
 from gonglun.api.util import ok, run_sync
 from gonglun.db import utcnow
 from gonglun.errors import GonglunError
+from gonglun.plugins.payment.guard import guard
 from gonglun.plugins.payment.models import Payment
 from gonglun.plugins.payment.records import payment_dict, resolve
 from gonglun.plugins.payment.scenes import Scene, scenes_for
@@ -27,50 +32,45 @@ from gonglun.plugins.payment.scenes import Scene, scenes_for
 log = logging.getLogger(__name__)
 
 BY = ("admin", "host", "auto")
-#: What a channel query answers for a trade that was refunded (in part or in full).
-REFUNDED_STATUSES = frozenset({"REFUND", "TRADE_CLOSED", "CLOSED", "REVOKED"})
 
 
 def _refuse(error: str, msg: str, **data: Any) -> GonglunError:
     return GonglunError(error, msg, status=409, data=data or None)
 
 
-def _check_local(payment: Payment, scene: Scene | None) -> Scene:
+#: States settlement leaves: paid, or refunded in part (the rest still in escrow).
+SETTLEABLE = ("ok", "refund")
+
+
+def _check_local(payment: Payment, scene: Scene | None, *, collected: bool = True) -> Scene:
     if scene is None or not scene.settle:
         raise _refuse("payment.not_settleable", "该订单的支付场景不需要结算",
                       scene=payment.scene)
     if payment.settled_at is not None:
         raise _refuse("payment.already_settled", "订单已结算",
                       settled_at=payment.settled_at.isoformat())
-    if payment.refund_amount or payment.state in ("wait_refund", "refund", "fail_refund"):
-        raise _refuse("payment.settle_refunded", "订单已退款或正在退款,不能结算",
+    if payment.state in ("wait_refund", "fail_refund"):
+        raise _refuse("payment.settle_refunded", "订单正在退款,退款完成后才能结算",
                       state=payment.state)
-    if payment.state != "ok":
-        raise _refuse("payment.not_paid", "订单未支付,不能结算", state=payment.state)
+    if payment.state == "refund" and payment.refund_amount >= payment.amount:
+        raise _refuse("payment.settle_refunded", "订单已全额退款,没有可结算的金额",
+                      state=payment.state, refund_amount=payment.refund_amount)
+    if payment.state not in SETTLEABLE or not collected:
+        # A payment that arrived after we closed the order waits in escrow for review or
+        # refund (DECISIONS.md 7), never for the seller.
+        raise _refuse("payment.not_paid", "订单未支付,不能结算", state=payment.state,
+                      late=bool(payment.late))
     return scene
 
 
-def guard(rt: Any, payment: dict[str, Any]) -> None:
-    """PAY-24: the channel confirms the payment exists, is paid in full and not refunded."""
-    if payment["method"] == "money":
-        return  # the local state, checked already, is the balance payment's only record
-    from gonglun.plugins.payment.channels import ChannelError, get_channel
+def _collected(session: Any, payment: Payment) -> bool:
+    """The order's money reached its scene's account (not held as a late payment)."""
+    if not payment.late or payment.method == "money":
+        return True
+    from gonglun.ledger import Transfer
 
-    try:
-        cp = get_channel(rt, payment["method"]).query(payment["payment_order"])
-    except ChannelError as exc:
-        raise GonglunError("payment.channel_error", "支付渠道查询失败,请稍后重试", status=502,
-                           data={"detail": str(exc)[:200]}) from exc
-    problem = None
-    if not cp.paid or cp.closed:
-        problem = "渠道查询:订单未支付或已关闭"
-    elif cp.status in REFUNDED_STATUSES:
-        problem = "渠道查询:订单已退款"
-    elif cp.amount != payment["amount"]:
-        problem = "渠道查询:支付金额与订单金额不一致"
-    if problem:
-        raise _refuse("payment.settle_guard", f"结算前校验失败({problem}),已阻止结算",
-                      channel_status=cp.status, channel_amount=cp.amount)
+    key = f"payment:{payment.id}"
+    return session.scalar(select(Transfer.id).where(Transfer.idempotency_key == key)) is not None
 
 
 def settle(rt: Any, payment_id: int, *, by: str, operator_id: int | None = None
@@ -86,29 +86,32 @@ def settle(rt: Any, payment_id: int, *, by: str, operator_id: int | None = None
         row = session.get(Payment, payment_id)
         if row is None:
             raise GonglunError("payment.not_found", "支付订单不存在", status=404)
-        scene = _check_local(row, scenes_for(rt).get(row.scene))
+        scene = _check_local(row, scenes_for(rt).get(row.scene),
+                             collected=_collected(session, row))
         data = payment_dict(row)
     guard(rt, data)
-    moves, income = settlement_moves(scene, data)
+    moves, income, seller = settlement_moves(scene, data)
+    taken = data["amount"] - data["refund_amount"] - seller  # the commission moved now
     with rt.db.write() as session:
+        # The claim: the state and the refunded amount the checks and the guard saw. A refund
+        # or a settlement that got there first makes it match nothing.
         changed = session.execute(
             update(Payment)
-            .where(Payment.id == payment_id, Payment.state == "ok",
-                   Payment.settled_at.is_(None), Payment.refund_amount == 0)
+            .where(Payment.id == payment_id, Payment.state == data["state"],
+                   Payment.settled_at.is_(None), Payment.refund_amount == data["refund_amount"])
             .values(settled_at=utcnow(), income=income, version=Payment.version + 1)
         ).rowcount
         row = session.get(Payment, payment_id)
         if not changed:  # settled, refunded or changed since the checks above
-            _check_local(row, scene)
+            _check_local(row, scene, collected=_collected(session, row))
             raise _refuse("payment.concurrent_update", "订单状态已变化,请重试")
         transfer_many(rt, session, moves, operator_id=operator_id)
         fresh = payment_dict(row)
         rt.hooks.defer(session, "payment_settled", key=f"payment_settled:{payment_id}",
-                       payment=fresh, seller_amount=data["amount"] - income, income=income)
+                       payment=fresh, seller_amount=seller, income=taken)
     invalidate(rt, fresh)
-    log.info("payment %s settled by %s: seller %s, income %s", payment_id, by,
-             data["amount"] - income, income)
-    return {"payment": fresh, "seller_amount": data["amount"] - income, "income": income}
+    log.info("payment %s settled by %s: seller %s, income %s", payment_id, by, seller, taken)
+    return {"payment": fresh, "seller_amount": seller, "income": taken}
 
 
 def settle_ref(rt: Any, ref: str, *, by: str, operator_id: int | None = None
@@ -140,8 +143,8 @@ def auto_settle(rt: Any, limit: int = 200) -> dict[str, int]:
         with rt.db.read() as session:
             ids = list(session.scalars(
                 select(Payment.id)
-                .where(Payment.scene == scene.key, Payment.state == "ok",
-                       Payment.settled_at.is_(None), Payment.refund_amount == 0,
+                .where(Payment.scene == scene.key, Payment.state.in_(SETTLEABLE),
+                       Payment.settled_at.is_(None), Payment.refund_amount < Payment.amount,
                        Payment.paid_at <= cutoff)
                 .order_by(Payment.paid_at).limit(limit)
             ))
