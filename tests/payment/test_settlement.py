@@ -76,7 +76,8 @@ def test_tao_through_escrow_to_the_seller_with_commission(live: Live,
     assert payment["state"] == "ok" and payment["settled_at"] is None
     assert live.balance(b) == 0
     assert accounts(live, boss) == {"channel:alipay": -PRICE, "channel:wxpay": 0,
-                                    "escrow": PRICE, "income": 0, "manual": 0, "total": 0}
+                                    "escrow": PRICE, "income": 0, "manual": 0,
+                                    "refund_recover": 0, "total": 0}
     audit_clean(live)
     order = payment["payment_order"]
     moved = live.http.get(f"/v1/ledger/transfers?ref={order}", headers=cs).json()["data"]
