@@ -57,52 +57,50 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _bad(error: str, msg: str, field: str) -> GonglunError:
-    return GonglunError(error, msg, data={"field": field})
-
-
 def check_amount(value: Any) -> int:
-    if not _is_int(value):
-        raise _bad("ledger.invalid_amount", "金额必须是整数(分),正数增加、负数扣减", "amount")
-    if value == 0:
-        raise _bad("ledger.invalid_amount", "调整金额不能为0", "amount")
-    if abs(value) > MAX_AMOUNT:
-        raise _bad("ledger.invalid_amount", "金额超出单笔上限", "amount")
+    msg = ("金额必须是整数(分),正数增加、负数扣减" if not _is_int(value)
+           else "调整金额不能为0" if value == 0
+           else "金额超出单笔上限" if abs(value) > MAX_AMOUNT else "")
+    if msg:
+        raise GonglunError("ledger.invalid_amount", msg, data={"field": "amount"})
     return int(value)
 
 
 def check_reason(value: Any) -> str:
     """Plain text on one line, 1-200 characters once trimmed, no HTML."""
     text = value.strip() if isinstance(value, str) else ""
-    if not text:
-        raise _bad("ledger.invalid_reason", "请填写调整原因", "reason")
-    if (len(text) > MAX_REASON or _HTML.search(text)
+    if (not text or len(text) > MAX_REASON or _HTML.search(text)
             or any(unicodedata.category(c) in _NOT_PLAIN for c in text)):
-        raise _bad("ledger.invalid_reason",
-                   f"调整原因须为1-{MAX_REASON}个字符的单行纯文本(不含HTML和控制字符)", "reason")
+        raise GonglunError(
+            "ledger.invalid_reason",
+            f"请填写调整原因:1-{MAX_REASON}个字符的单行纯文本(不含HTML和控制字符)",
+            data={"field": "reason"})
     return text
 
 
 def check_key(value: Any) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= MAX_KEY or not _KEY.fullmatch(value):
-        raise _bad("ledger.invalid_key",
-                   f"幂等键 key 须为1-{MAX_KEY}个可打印ASCII字符(不含空格)", "key")
+        raise GonglunError("ledger.invalid_key",
+                           f"幂等键 key 须为1-{MAX_KEY}个可打印ASCII字符(不含空格)",
+                           data={"field": "key"})
     return value
+
+
+def _field(ok: bool, field: str, msg: str) -> None:
+    if not ok:
+        raise GonglunError("ledger.invalid_argument", msg, data={"field": field})
 
 
 def parse(body: Any) -> Adjustment:
     """The request body ``{"user_id", "amount", "reason", "key", "allow_negative"?}``."""
-    if not isinstance(body, dict):
-        raise _bad("ledger.invalid_argument", "请求体须为JSON对象", "body")
+    _field(isinstance(body, dict), "body", "请求体须为JSON对象")
     unknown = sorted(str(k) for k in body if k not in FIELDS)
-    if unknown:
-        raise _bad("ledger.invalid_argument", f"未知参数: {unknown[0][:64]}", unknown[0][:64])
+    first = unknown[0][:64] if unknown else ""
+    _field(not unknown, first, f"未知参数: {first}")
     user_id = body.get("user_id")
-    if not _is_int(user_id) or not 0 < user_id <= INT64_MAX:
-        raise _bad("ledger.invalid_argument", "user_id 须为正整数", "user_id")
+    _field(_is_int(user_id) and 0 < user_id <= INT64_MAX, "user_id", "user_id 须为正整数")
     allow = body.get("allow_negative", False)
-    if not isinstance(allow, bool):
-        raise _bad("ledger.invalid_argument", "allow_negative 须为布尔值", "allow_negative")
+    _field(isinstance(allow, bool), "allow_negative", "allow_negative 须为布尔值")
     return Adjustment(user_id, check_amount(body.get("amount")), check_reason(body.get("reason")),
                       check_key(body.get("key")), allow)
 

@@ -16,7 +16,6 @@ from gonglun.ledger import adjust
 from gonglun.ledger.accounts import INCOME
 from gonglun.ledger.transfers import MAX_AMOUNT
 
-
 ADJUST_SCHEMA = {
     "type": "object", "required": ["user_id", "amount", "reason", "key"],
     "additionalProperties": False,
