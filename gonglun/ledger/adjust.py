@@ -124,6 +124,9 @@ def adjust(rt: Any, adj: Adjustment, *, actor: tuple[int | None, str, str],
 
     with rt.db.write() as session:
         _check_operator(session, actor[0], console)
+        if actor[0] == adj.user_id:  # four eyes: nobody moves money into their own wallet
+            raise GonglunError("ledger.own_wallet", "不能调整自己的余额,请由另一位超级管理员操作",
+                               status=403, data={"field": "user_id"})
         user = _user(session, adj.user_id)
         move = adj.move()
         row = _same(session, adj, move)

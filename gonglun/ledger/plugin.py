@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 from gonglun.api.routes import responds
@@ -34,13 +35,17 @@ ADJUST_SCHEMA = {
 }
 
 
-class LedgerAccounts:
-    """``GET /v1/ledger/accounts`` (admin)."""
+class _Resource:
+    """The ledger's routes are staff's: admins, or super admins where ``auth`` says so."""
 
     auth = "admin"
 
     def __init__(self, rt: Any):
         self.rt = rt
+
+
+class LedgerAccounts(_Resource):
+    """``GET /v1/ledger/accounts`` (admin)."""
 
     async def on_get(self, req: Any, resp: Any) -> None:
         """System accounts with their balances, the wallets in total, and the sum (always 0).
@@ -53,13 +58,8 @@ class LedgerAccounts:
         ok(resp, report)
 
 
-class LedgerTransfers:
+class LedgerTransfers(_Resource):
     """``GET /v1/ledger/transfers`` (admin)."""
-
-    auth = "admin"
-
-    def __init__(self, rt: Any):
-        self.rt = rt
 
     async def on_get(self, req: Any, resp: Any) -> None:
         """Transfers newest first; filter by ``account`` (``escrow``, ``user:7``...), ``code``
@@ -88,13 +88,10 @@ class LedgerTransfers:
         ok(resp, listing)
 
 
-class LedgerAdjustments:
+class LedgerAdjustments(_Resource):
     """``POST /v1/ledger/adjustments`` (super admins)."""
 
     auth = "superadmin"
-
-    def __init__(self, rt: Any):
-        self.rt = rt
 
     @responds(201, description="the adjustment (the same one again for a repeated key)")
     async def on_post(self, req: Any, resp: Any) -> None:
@@ -206,7 +203,7 @@ def cmd_ledger_adjust(rt: Any, args: argparse.Namespace) -> int:
         user_id = find(session, args.user).id
         by = find(session, args.by).id if args.by else None
     text = args.amount.strip()
-    if not text.isascii() or not text.lstrip("+-").isdigit() or len(text) > 20:
+    if not re.fullmatch(r"[+-]?[0-9]{1,20}", text):
         raise GonglunError("ledger.invalid_amount", "金额必须是整数(分),正数增加、负数扣减",
                            data={"field": "amount"})
     adj = adjust.parse({"user_id": user_id, "amount": int(text), "reason": args.reason,

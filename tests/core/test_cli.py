@@ -227,7 +227,7 @@ def test_ledger_adjust_transfers_and_users_show(tmp_path: Path, db_env: dict[str
     assert error(adjust("seller", "501", "--reason", "线下补款", "--key", "t-1")) \
         == "ledger.adjustment_mismatch"
     assert error(adjust("seller", "-800", "--reason", "线下付款")) == "ledger.adjustment_negative"
-    for amount in ("1.5", "１２"):  # the rest of the validation is the API's (test_adjustments)
+    for amount in ("1.5", "+-5"):  # the rest of the validation is the API's (test_adjustments)
         assert error(adjust("seller", amount, "--reason", "x")) == "ledger.invalid_amount"
     assert error(adjust("seller", "5", "--reason", " ")) == "ledger.invalid_reason"
     assert error(adjust("nobody", "5", "--reason", "x")) == "user.not_found"

@@ -59,6 +59,8 @@ def test_only_super_admins_adjust(staff: Staff) -> None:
     assert_error(staff.post(body), 401, "auth.required")
     assert_error(staff.post(body, staff.user_token), 403, "auth.forbidden")
     assert_error(staff.post(body, staff.cs), 403, "auth.forbidden")
+    own = {**body, "user_id": staff.boss_id}  # four eyes: not into one's own wallet
+    assert_error(staff.post(own, staff.boss), 403, "ledger.own_wallet")
     assert staff.moved() == (0, 0)
     made = staff.post(body, staff.boss)
     assert made.status_code == 201, made.text
