@@ -245,3 +245,25 @@ def test_concurrent_debits_never_overdraw(live: Live) -> None:
     with live.rt.db.read() as session:
         assert balance(session, seller) == 0
     assert run_audit(live.rt) == []
+
+
+@pytest.mark.slow
+def test_schemathesis_as_a_super_admin_finds_no_server_error(live: Live, tmp_path: Any) -> None:
+    """The fuzz run of test_fuzz.py, as the only role that reaches the route's logic."""
+    import subprocess
+
+    from tests.payment.test_fuzz import EXAMPLES, schemathesis_cmd
+
+    for login in ("a", "b"):  # users for the fuzzer's small integer ids to find
+        live.user(f"fuzz_user_{login}")
+    _, boss = live.user("fuzz_boss", role="superadmin")
+    result = subprocess.run(
+        [*schemathesis_cmd(), "run", f"{live.base}/v1/openapi.json",
+         "--include-path", URL, "--checks", "not_a_server_error,response_schema_conformance",
+         "--max-examples", EXAMPLES, "--seed", "20261207", "--no-color",
+         "--request-timeout", "20", "-H", f"Authorization: {boss['Authorization']}"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "generated" in result.stdout
+    live.settle_outbox()
+    assert run_audit(live.rt) == []
