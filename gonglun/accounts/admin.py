@@ -17,7 +17,7 @@ from gonglun.db import Base, UTCDateTime, utcnow
 from gonglun.errors import GonglunError
 
 #: Actions written to the log.
-ACTIONS = ("ban", "unban", "role", "password", "tokens_revoke", "delete")
+ACTIONS = ("ban", "unban", "role", "password", "tokens_revoke", "delete", "ledger_adjust")
 
 
 class AdminAction(Base):
@@ -48,11 +48,15 @@ def record(session: Session, *, actor_id: int | None, actor: str, action: str,
 
 
 def user_view(session: Session, user: User) -> dict[str, Any]:
-    """What an admin sees of a user (never the password hash), with live token count."""
+    """What an admin sees of a user (never the password hash), with live token count and
+    wallet balance in fen (negative: the user owes the platform, BAL-05)."""
+    from gonglun.ledger.reads import balance
+
     tokens = session.scalar(select(func.count()).select_from(ApiToken).where(
         ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None),
         ApiToken.expires_at > utcnow()))
-    return {**service.user_dict(user), "live_tokens": int(tokens or 0)}
+    return {**service.user_dict(user), "live_tokens": int(tokens or 0),
+            "balance": balance(session, user.id)}
 
 
 def list_users(session: Session, *, query: str | None = None, role: str | None = None,

@@ -1,25 +1,51 @@
 """The ledger's hook implementations, registered as part of the essential ``core`` plugin:
-admin REST routes (``/v1/ledger/accounts``, ``/v1/ledger/transfers``) and ``gonglun ledger``."""
+admin REST routes (``/v1/ledger/accounts``, ``/v1/ledger/transfers``,
+``/v1/ledger/adjustments``) and ``gonglun ledger``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
-from gonglun.api.util import ok, query_int, run_sync
+from gonglun.api.routes import responds
+from gonglun.api.util import client_ip, json_body, ok, query_int, run_sync
 from gonglun.errors import GonglunError
 from gonglun.hooks import hookimpl
+from gonglun.ledger import adjust
 from gonglun.ledger.accounts import INCOME
+from gonglun.ledger.transfers import MAX_AMOUNT
+
+ADJUST_SCHEMA = {
+    "type": "object", "required": ["user_id", "amount", "reason", "key"],
+    "additionalProperties": False,
+    "properties": {
+        "user_id": {"type": "integer", "minimum": 1, "maximum": adjust.INT64_MAX},
+        "amount": {"type": "integer", "minimum": -MAX_AMOUNT, "maximum": MAX_AMOUNT,
+                   "not": {"const": 0},
+                   "description": "signed fen: positive credits the user from manual"},
+        "reason": {"type": "string", "minLength": 1, "maxLength": adjust.MAX_REASON,
+                   "description": "plain text on one line"},
+        "key": {"type": "string", "minLength": 1, "maxLength": adjust.MAX_KEY,
+                "pattern": "^[!-~]+$", "description": "idempotency key naming the adjustment"},
+        "allow_negative": {"type": "boolean", "default": False,
+                           "description": "let a debit leave the wallet below zero"},
+    },
+}
 
 
-class LedgerAccounts:
-    """``GET /v1/ledger/accounts`` (admin)."""
+class _Resource:
+    """The ledger's routes are staff's: admins, or super admins where ``auth`` says so."""
 
     auth = "admin"
 
     def __init__(self, rt: Any):
         self.rt = rt
+
+
+class LedgerAccounts(_Resource):
+    """``GET /v1/ledger/accounts`` (admin)."""
 
     async def on_get(self, req: Any, resp: Any) -> None:
         """System accounts with their balances, the wallets in total, and the sum (always 0).
@@ -32,13 +58,8 @@ class LedgerAccounts:
         ok(resp, report)
 
 
-class LedgerTransfers:
+class LedgerTransfers(_Resource):
     """``GET /v1/ledger/transfers`` (admin)."""
-
-    auth = "admin"
-
-    def __init__(self, rt: Any):
-        self.rt = rt
 
     async def on_get(self, req: Any, resp: Any) -> None:
         """Transfers newest first; filter by ``account`` (``escrow``, ``user:7``...), ``code``
@@ -65,6 +86,31 @@ class LedgerTransfers:
                 if INCOME in (t["debit"], t["credit"]):
                     t.update(amount=None, debit_after=None, credit_after=None)
         ok(resp, listing)
+
+
+class LedgerAdjustments(_Resource):
+    """``POST /v1/ledger/adjustments`` (super admins)."""
+
+    auth = "superadmin"
+
+    @responds(201, description="the adjustment (the same one again for a repeated key)")
+    async def on_post(self, req: Any, resp: Any) -> None:
+        """Adjust a wallet against ``manual``: repair a negative balance, record a payout made
+        outside the system.
+
+        ``amount`` is signed fen (positive credits the user, negative debits); ``key`` names the
+        adjustment: repeated with the same body it answers the stored adjustment
+        (``Idempotent-Replayed: true``) and moves nothing, with another body it is refused
+        (422 ``ledger.adjustment_mismatch``). A debit below zero is refused
+        (``ledger.adjustment_negative``) unless ``allow_negative`` is true. Written to the admin
+        audit log."""
+        adj = adjust.parse(await json_body(req))
+        me = req.context.user
+        actor = (me.id, f"{me.role}:{me.login}", f"ip:{client_ip(req)}")
+        view, created = await run_sync(adjust.adjust, self.rt, adj, actor=actor)
+        if not created:
+            resp.set_header("Idempotent-Replayed", "true")
+        ok(resp, {"adjustment": view, "balance": view["balance_after"]}, status=201)
 
 
 def _sees_income(req: Any) -> bool:
@@ -98,6 +144,8 @@ def register_ledger_routes(rt: Any, routes: list[Any]) -> list[Any]:
         *routes,
         Route("/v1/ledger/accounts", LedgerAccounts(rt), tags=tags),
         Route("/v1/ledger/transfers", LedgerTransfers(rt), tags=tags),
+        Route("/v1/ledger/adjustments", LedgerAdjustments(rt), tags=tags,
+              schemas={"post": ADJUST_SCHEMA}),
     ]
 
 
@@ -120,20 +168,87 @@ def cmd_ledger_accounts(rt: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_transfers(rt: Any, args: argparse.Namespace) -> int:
+    from gonglun.cli import _ensure_schema
+    from gonglun.ledger import list_transfers
+    from gonglun.ledger.accounts import check_code
+
+    _ensure_schema(rt)
+    if args.account is not None:
+        check_code(rt, args.account)
+    if not 1 <= args.limit <= 500 or not 0 < (args.before or 1) <= adjust.INT64_MAX:
+        raise GonglunError("cli.usage", "--limit: 1-500; --before: a transfer id")
+    with rt.db.read() as session:
+        listing = list_transfers(session, account=args.account, code=args.code, ref=args.ref,
+                                 limit=args.limit, before=args.before)
+    if args.json:
+        print(json.dumps(listing, ensure_ascii=False, indent=2))
+        return 0
+    for t in listing["transfers"]:
+        print(f"{t['id']:>8} {t['created_at'][:19]} {t['debit']:>16} -> {t['credit']:<16} "
+              f"{t['amount']:>12} {t['code']:<16} {t['ref']}  {t['remark']}")
+    return 0
+
+
+def cmd_ledger_adjust(rt: Any, args: argparse.Namespace) -> int:
+    """``gonglun ledger adjust USER AMOUNT --reason R [--key K] [--allow-negative] [--by S]``."""
+    import uuid
+
+    from gonglun.accounts.admin import find
+    from gonglun.admin_cli import actor
+    from gonglun.cli import _ensure_schema
+
+    _ensure_schema(rt)
+    with rt.db.read() as session:
+        user_id = find(session, args.user).id
+        by = find(session, args.by).id if args.by else None
+    text = args.amount.strip()
+    if not re.fullmatch(r"[+-]?[0-9]{1,20}", text):
+        raise GonglunError("ledger.invalid_amount", "金额必须是整数(分),正数增加、负数扣减",
+                           data={"field": "amount"})
+    adj = adjust.parse({"user_id": user_id, "amount": int(text), "reason": args.reason,
+                        "key": args.key or f"cli-{uuid.uuid4().hex}",
+                        "allow_negative": args.allow_negative})
+    who = actor()
+    view, created = adjust.adjust(rt, adj, actor=(by, who[1], who[2]), console=by is None)
+    print(json.dumps({"adjustment": view, "created": created,
+                      "balance": view["balance_after"]}, ensure_ascii=False, indent=2))
+    return 0
+
+
 def _ledger_args(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="ledger_command", required=True)
     accounts = sub.add_parser("accounts", help="system accounts and wallets with balances")
     accounts.add_argument("--json", action="store_true")
     accounts.set_defaults(run=cmd_ledger_accounts)
+    transfers = sub.add_parser("transfers", help="transfers, newest first")
+    transfers.add_argument("--account", help="an account code: escrow, manual, user:<id>...")
+    transfers.add_argument("--ref", help="a reference (an order number, adjust:<user id>...)")
+    transfers.add_argument("--code", help="a transfer code (tao, settle, admin_adjust...)")
+    transfers.add_argument("--limit", type=int, default=50)
+    transfers.add_argument("--before", type=int, help="page: the last id seen")
+    transfers.add_argument("--json", action="store_true")
+    transfers.set_defaults(run=cmd_ledger_transfers)
+    adj = sub.add_parser("adjust", help="adjust a wallet against manual (audited): repair a "
+                         "negative balance, record a payout made outside the system")
+    adj.add_argument("user", help="user id or login")
+    adj.add_argument("amount", help="signed fen: 300 credits the user, -300 debits")
+    adj.add_argument("--reason", required=True, help="why (plain text, 1-200 characters)")
+    adj.add_argument("--key", help="idempotency key: a rerun with it moves nothing "
+                     "(default: a new key, a new adjustment each run)")
+    adj.add_argument("--allow-negative", action="store_true",
+                     help="let a debit leave the wallet below zero")
+    adj.add_argument("--by", help="the super admin (id or login) to record as operator")
+    adj.set_defaults(run=cmd_ledger_adjust)
 
 
 def _no_subcommand(rt: Any, args: argparse.Namespace) -> int:
-    raise GonglunError("cli.usage", "usage: gonglun ledger accounts [--json]")
+    raise GonglunError("cli.usage", "usage: gonglun ledger {accounts,transfers,adjust}")
 
 
 @hookimpl(specname="register_commands", priority=0)
 def register_ledger_commands(rt: Any, commands: list[Any]) -> list[Any]:
     from gonglun.cli import Command
 
-    return [*commands, Command("ledger", "the ledger: accounts and balances", _ledger_args,
-                               _no_subcommand)]
+    return [*commands, Command("ledger", "the ledger: accounts, transfers, adjustments",
+                               _ledger_args, _no_subcommand)]

@@ -81,12 +81,17 @@ def _validate(rt: Any, move: Move) -> Move:
     )
 
 
-def check_operator(session: Session, moves: list[Move], operator_id: Any) -> None:
-    """Staff transfers through ``manual`` carry a note and the admin who made them."""
+def check_operator(session: Session, moves: list[Move], operator_id: Any, *,
+                   console: bool = False) -> None:
+    """Staff transfers through ``manual`` carry a note and the admin who made them; from the
+    operator's console (``console``: the command line, which holds the database's keys) the
+    admin audit log names the machine and OS user instead, and ``operator_id`` may be None."""
     if not any(MANUAL in (m.debit, m.credit) for m in moves):
         return
     if any(not m.remark.strip() for m in moves if MANUAL in (m.debit, m.credit)):
         raise GonglunError("ledger.note_required", "人工转账必须填写备注")
+    if console and operator_id is None:
+        return
     role = (session.scalar(select(User.role).where(User.id == operator_id))
             if _is_int(operator_id) else None)
     if role not in ("admin", "superadmin"):
@@ -99,6 +104,7 @@ def check_operator(session: Session, moves: list[Move], operator_id: Any) -> Non
 def transfer(
     rt: Any, session: Session, *, debit: str, credit: str, amount: int, code: str, key: str,
     ref: str = "", remark: str = "", allow_negative: bool = False, operator_id: int | None = None,
+    console: bool = False,
 ) -> TransferResult:
     """Move ``amount`` fen from ``debit`` to ``credit`` exactly once per ``key``.
 
@@ -110,11 +116,12 @@ def transfer(
     was used for another transfer).
     """
     move = Move(debit, credit, amount, code, key, ref, remark, allow_negative)
-    return transfer_many(rt, session, [move], operator_id=operator_id)[0]
+    return transfer_many(rt, session, [move], operator_id=operator_id, console=console)[0]
 
 
 def transfer_many(
     rt: Any, session: Session, moves: Sequence[Move], *, operator_id: int | None = None,
+    console: bool = False,
 ) -> list[TransferResult]:
     """Several transfers of one business event: all of them or (on a refusal) none.
 
@@ -125,7 +132,7 @@ def transfer_many(
         return []
     request = Request(prepare(rt, moves), operator_id)
     with logged_failures(rt, request.moves):
-        check_operator(session, request.moves, operator_id)
+        check_operator(session, request.moves, operator_id, console=console)
         ids = ids_for(rt, session, request.moves)
         only = request.moves[0]
         if len(request.moves) == 1 and _one_wallet(only) and (

@@ -201,3 +201,58 @@ def test_json_logs_carry_the_request_id() -> None:
     line = json.loads(stream.getvalue())
     assert line["request_id"] == "req-123" and line["message"] == "paid 5"
     assert line["level"] == "WARNING" and line["logger"] == "gonglun.test_json"
+
+
+def test_ledger_adjust_transfers_and_users_show(tmp_path: Path, db_env: dict[str, str]) -> None:
+    """``gonglun ledger adjust``: once per key, never below zero without the flag, in the admin
+    audit log; ``ledger transfers --account`` and ``users show`` see it; the audit holds."""
+    assert run(tmp_path, "migrate", env=db_env).returncode == 0
+    seller = json.loads(run(tmp_path, "users", "add", "seller", "--password", "s3cret-pass",
+                            env=db_env).stdout)["id"]
+
+    def adjust(*args: str) -> Any:
+        return run(tmp_path, "ledger", "adjust", *args, env=db_env)
+
+    def error(out: Any) -> str:
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+        return str(json.loads(out.stderr)["error"])
+
+    made = adjust("seller", "500", "--reason", "线下补款", "--key", "t-1")
+    assert made.returncode == 0, made.stderr
+    first = json.loads(made.stdout)
+    assert first["created"] and first["balance"] == 500
+    again = json.loads(adjust(str(seller), "500", "--reason", "线下补款", "--key", "t-1").stdout)
+    assert again["created"] is False and again["adjustment"] == first["adjustment"]
+    assert error(adjust("seller", "501", "--reason", "线下补款", "--key", "t-1")) \
+        == "ledger.adjustment_mismatch"
+    assert error(adjust("seller", "-800", "--reason", "线下付款")) == "ledger.adjustment_negative"
+    for amount in ("1.5", "+-5"):  # the rest of the validation is the API's (test_adjustments)
+        assert error(adjust("seller", amount, "--reason", "x")) == "ledger.invalid_amount"
+    assert error(adjust("seller", "5", "--reason", " ")) == "ledger.invalid_reason"
+    assert error(adjust("nobody", "5", "--reason", "x")) == "user.not_found"
+    assert error(adjust("seller", "5", "--reason", "x", "--by", "seller")) == "auth.forbidden"
+    paid = adjust("seller", "-800", "--reason", "线下付款", "--allow-negative")
+    assert paid.returncode == 0, paid.stderr
+    assert json.loads(paid.stdout)["balance"] == -300
+
+    listed = run(tmp_path, "ledger", "transfers", "--account", f"user:{seller}", "--json",
+                 env=db_env)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["transfers"]
+    assert [(t["debit"], t["credit"], t["amount"], t["code"]) for t in rows] == [
+        (f"user:{seller}", "manual", 800, "admin_adjust"),
+        ("manual", f"user:{seller}", 500, "admin_adjust")]
+    by_ref = json.loads(run(tmp_path, "ledger", "transfers", "--ref", f"adjust:{seller}",
+                            "--json", env=db_env).stdout)["transfers"]
+    assert [t["id"] for t in by_ref] == [t["id"] for t in rows]
+    assert error(run(tmp_path, "ledger", "transfers", "--account", "nope", env=db_env)) \
+        == "ledger.unknown_account"
+
+    shown = json.loads(run(tmp_path, "users", "show", "seller", env=db_env).stdout)
+    assert shown["user"]["balance"] == -300
+    assert [(a["action"], a["detail"]["amount"]) for a in shown["actions"]] == [
+        ("ledger_adjust", -800), ("ledger_adjust", 500)]
+    assert shown["actions"][0]["actor"].startswith("cli:")
+    assert shown["actions"][0]["source"].startswith("host:")
+    assert run(tmp_path, "audit", env=db_env).returncode == 0

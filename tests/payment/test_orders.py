@@ -87,11 +87,15 @@ def test_malformed_body(live: Live) -> None:
 def test_negative_balance_blocks_new_orders(live: Live) -> None:
     user_id, headers = live.user()
     fund(live, user_id, -500, scene="refund_reverse", allow_negative=True)
-    response = live.create(headers, scene="recharge_money", amount=100, method="alipay",
+    response = live.create(headers, scene="face_number", amount=100, method="alipay",
                            channel="page")
     refused(live, response, 403, "payment.negative_balance",
             "订单创建失败:账户余额为负数不允许交易\n请先将账户余额恢复正常,在进行平台交易!")
     assert count_payments(live) == 0
+    # A top-up is how the debt is repaid (BAL-05): it stays open.
+    topup = live.create(headers, scene="recharge_money", amount=100, method="alipay",
+                        channel="page")
+    assert topup.status_code == 201, topup.text
 
 
 def test_balance_payment_debits_once(live: Live) -> None:

@@ -141,7 +141,9 @@ def _guards(rt: Any, session: Any, req: OrderRequest, user: Any) -> None:
     from gonglun.accounts.models import User
     from gonglun.ledger import NEGATIVE_BALANCE_ERROR, NEGATIVE_BALANCE_MSG, negative_blocks
 
-    if user is not None and negative_blocks(session, user.id):  # BAL-05
+    # BAL-05: no trading while the user owes the platform; a top-up is how the debt is repaid,
+    # so a scene whose money goes to the payer's own wallet (``topup``) stays open.
+    if user is not None and not req.scene.topup and negative_blocks(session, user.id):
         raise GonglunError(NEGATIVE_BALANCE_ERROR, NEGATIVE_BALANCE_MSG, status=403)
     if req.seller_id is not None:
         seller = session.get(User, req.seller_id)
