@@ -25,10 +25,15 @@ class Setting:
     default: Any
     description: str
     secret: bool = False
+    #: The smallest value a number setting takes (a limit that 0 turns off has 0 here).
+    minimum: float | None = None
 
     def accepts(self, value: Any) -> bool:
         if value is None:  # unset (TOML has no null; code may pass None for "not given")
             return True
+        if self.minimum is not None and self.type in ("int", "float") and isinstance(
+                value, int | float) and not isinstance(value, bool) and value < self.minimum:
+            return False
         t = self.type
         if t in ("str", "path", "url"):
             return isinstance(value, str)
@@ -56,9 +61,10 @@ def _d(path: str) -> Any:
     return node
 
 
-def S(path: str, type_: str, description: str, default: Any = ..., secret: bool = False
-      ) -> Setting:
-    return Setting(path, type_, _d(path) if default is ... else default, description, secret)
+def S(path: str, type_: str, description: str, default: Any = ..., secret: bool = False,
+      minimum: float | None = None) -> Setting:
+    return Setting(path, type_, _d(path) if default is ... else default, description, secret,
+                   minimum)
 
 
 #: Vendor keys that are not strings.
@@ -232,11 +238,15 @@ NOTIFY: tuple[Setting, ...] = (
     S("notify.code_ip_limit", "int", "verification codes one address may request through "
       "POST /v1/codes per notify.code_ip_window_s", default=10),
     S("notify.code_ip_window_s", "int", "window of notify.code_ip_limit (s)", default=3600),
-    S("notify.retry_s", "list", "delays between delivery attempts", default=[]),
-    S("notify.max_attempts", "int", "delivery attempts per message", default=6),
-    S("notify.lease_s", "float", "claim of a delivery being sent", default=60),
-    S("notify.sweep_s", "float", "period of the delivery sweeper", default=30),
-    S("notify.keep_days", "int", "days of delivery log", default=90),
+    S("notify.retry_s", "list", "delays between delivery attempts (s)",
+      default=[10, 30, 120, 600, 1800]),
+    S("notify.max_attempts", "int", "delivery attempts per message (unset: one more than "
+      "notify.retry_s has delays)", default=6, minimum=1),
+    S("notify.lease_s", "float", "claim of a delivery being sent (longer than any provider "
+      "timeout)", default=120, minimum=1),
+    S("notify.sweep_s", "float", "period of the delivery sweeper; lost jobs are re-sent after "
+      "twice this", default=10, minimum=1),
+    S("notify.keep_days", "int", "days of delivery log", default=180, minimum=1),
     S("notify.link_base", "url", "base URL of links in messages", default=""),
     S("notify.templates_dir", "path", "folder of template overrides", default=""),
 )
@@ -258,23 +268,29 @@ FACE: tuple[Setting, ...] = (
       default=True),
     S("face.retrieve_enabled", "bool", "account recovery by face switch (FACE-08)",
       default=True),
-    S("face.free_number", "int", "free face checks per user (FACE-05)", default=0),
+    S("face.free_number", "int", "free face checks per user (FACE-05)", default=0,
+      minimum=0),
     S("face.units_per_payment", "int", "face checks a paid face_number order adds",
-      default=1),
+      default=1, minimum=1),
     S("face.price", "int", "price of one face check in fen (the server-made order)",
-      default=100),
-    S("face.accounts_per_identity", "int", "accounts one ID number may verify", default=1),
+      default=100, minimum=1),
+    S("face.accounts_per_identity", "int", "accounts one ID number may verify", default=1,
+      minimum=1),
     S("face.redirect_url", "url", "where the provider's page sends the user back (default: "
       "this server)", default=""),
-    S("face.reset_token_ttl_s", "int", "lifetime of a recovery reset token", default=7200),
+    S("face.reset_token_ttl_s", "int", "lifetime of a recovery reset token", default=7200,
+      minimum=1),
     S("face.limit_count", "int", "face checks and lookups per address / ID number per "
-      "window", default=10),
-    S("face.limit_window_s", "int", "that window (FACE-03)", default=300),
-    S("face.limit_lock_s", "int", "lock after the limit is passed", default=300),
-    S("face.min_interval_s", "int", "minimum seconds between two requests", default=5),
+      "window (0: no count)", default=10, minimum=0),
+    S("face.limit_window_s", "int", "that window (FACE-03; 0: no count)", default=300,
+      minimum=0),
+    S("face.limit_lock_s", "int", "lock after the limit is passed (0: none)", default=300,
+      minimum=0),
+    S("face.min_interval_s", "int", "minimum seconds between two requests (0: none)",
+      default=5, minimum=0),
     S("face.retrieve_per_day", "int", "recovery face checks one account may be the target of "
-      "per day, whoever starts them (each can use a quota unit or create an unpaid order)",
-      default=5),
+      "per day, whoever starts them (each can use a quota unit or create an unpaid order; 0: "
+      "no daily limit)", default=5, minimum=0),
 )
 
 BUILTIN: tuple[Setting, ...] = (*CORE, *PAYMENT, *REFUND, *NOTIFY, *FACE)
@@ -313,7 +329,8 @@ def check(given: Mapping[str, Any], declared: Mapping[str, Setting]) -> None:
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise ConfigError(f"unknown setting {path!r}{hint} (see docs/settings.md)")
         if not setting.accepts(value):
-            raise ConfigError(f"setting {path!r} must be {setting.type}, not {value!r}")
+            least = "" if setting.minimum is None else f" of at least {setting.minimum:g}"
+            raise ConfigError(f"setting {path!r} must be {setting.type}{least}, not {value!r}")
 
 
 def render(declared: Mapping[str, Setting] | None = None) -> str:
