@@ -107,7 +107,7 @@ def wallet(face: FaceLive, user_id: int) -> int:
                                      "limit_lock_s", "retrieve_per_day"])
 def test_face_limits_at_zero_are_off(face: FaceLive, setting: str) -> None:
     face.rt.config.data["face"][setting] = 0
-    uid, headers = face.user("hal", quota=1)
+    _, headers = face.user("hal", quota=1)
     for _ in range(3):  # no tick between them: the gap is off or the answer is a clean 429
         answer = face.http.post("/v1/face/verifications", json={"name": NAME_A, "code": ID_A},
                                 headers=headers)
