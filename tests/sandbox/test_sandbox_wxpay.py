@@ -245,6 +245,42 @@ def test_trade_bill(env: Env, wx: WeChatPay) -> None:
 
 
 
+def test_fundflow_bill(env: Env, wx: WeChatPay) -> None:
+    """申请资金账单 as wechatpayv3 calls it: the basic account's movements of the day (the
+    payment in, the refund out, the balance after each), then the totals."""
+    paid(env, wx, "WX0000000071", 1234)
+    wx.refund(out_refund_no="WR71", amount={"refund": 34, "total": 1234, "currency": "CNY"},
+              out_trade_no="WX0000000071")
+    assert env.control("POST", "/sandbox/wxpay/refunds/WR71/settle",
+                       json={"status": "SUCCESS"}).status_code == 200
+    code, text = wx.fundflow_bill(TODAY)
+    assert code == 200, text
+    answer = json.loads(text)
+    code, content = wx.download_bill(answer["download_url"])
+    assert code == 200 and answer["hash_type"] == "SHA1"
+    import hashlib
+
+    assert hashlib.sha1(content).hexdigest() == answer["hash_value"]
+    lines = gzip.decompress(content).decode("utf-8").splitlines()
+    header = lines[0].split(",")
+    assert header[:3] == ["记账时间", "微信支付业务单号", "资金流水单号"]
+    rows = [dict(zip(header, (v.lstrip("`") for v in line.split(",")), strict=True))
+            for line in lines[1:3]]
+    assert [(r["业务凭证号"], r["业务类型"], r["收支类型"], r["收支金额(元)"], r["账户结余(元)"])
+            for r in rows] == [("WX0000000071", "交易", "收入", "12.34", "12.34"),
+                               ("WR71", "退款", "支出", "0.34", "12.00")]
+    assert lines[3].split(",")[0] == "资金流水总笔数"
+    assert [v.lstrip("`") for v in lines[4].split(",")] == ["2", "1", "12.34", "1", "0.34"]
+    # Plain text without tar_type; the fees account did not move; bad input is PARAM_ERROR.
+    code, text = wx.fundflow_bill(TODAY, account_type="FEES", tar_type="")
+    code, plain = wx.download_bill(json.loads(text)["download_url"])
+    assert plain.decode("utf-8").splitlines()[1:] == [
+        "资金流水总笔数,收入笔数,收入金额,支出笔数,支出金额", "`0,`0,`0.00,`0,`0.00"]
+    for bad in ({"bill_date": "20240101"}, {"bill_date": TODAY, "account_type": "GOLD"}):
+        code, text = wx.fundflow_bill(**bad)
+        assert (code, json.loads(text)["code"]) == (400, "PARAM_ERROR")
+
+
 def test_oversized_bodies_are_refused_without_reading_them_whole(env: Env) -> None:
     """The v3 pipeline reads at most its limit, like the control API."""
     answer = env.http.post("/v3/pay/transactions/native", content=b"x" * (2 << 20),
