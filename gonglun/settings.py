@@ -1,11 +1,13 @@
 """Every setting, in one place: its type, default, description, and whether it is secret.
 
-``Config`` keeps reading values as before; this schema is what they are checked against at
-start (``check``): an unknown section or key, or a value of the wrong type, is refused with the
-nearest valid name. ``gonglun config show`` prints the effective configuration with each value's
-source and the secrets masked; ``docs/settings.md`` is rendered from here
-(``python -m gonglun.settings > docs/settings.md``, kept current by a test). Third-party plugins
-declare theirs through the ``register_settings`` filter.
+This schema is the one source of defaults: ``Config.get(path)`` of an unset setting answers
+its default here (the code passes no default of its own; a test compares any it does), and
+values are checked against it at start (``check``): an unknown section or key, a value of the
+wrong type or below its ``minimum``, is refused with the nearest valid name. ``gonglun config
+show`` prints the effective configuration with each value's source and the secrets masked;
+``docs/settings.md`` is rendered from here (``python -m gonglun.settings >
+docs/settings.md``, kept current by a test). Third-party plugins declare theirs through the
+``register_settings`` filter.
 """
 
 from __future__ import annotations
@@ -338,7 +340,9 @@ def render(declared: Mapping[str, Setting] | None = None) -> str:
     lines = ["# Settings", "",
              "Every setting, its type, default and meaning. Set them in `gonglun.toml` "
              "(`[section]` then `key = value`) or as `GONGLUN_<SECTION>__<KEY>` (values read as "
-             "TOML literals). Unknown settings stop start-up with the nearest valid name; "
+             "TOML literals). The code reads every default from here. Unknown settings, and "
+             "numbers below their minimum (shown as ≥ n), stop start-up with the nearest valid "
+             "name; "
              "`gonglun config show` prints the effective values with their source, secrets "
              "masked. Generated from `gonglun/settings.py` by `python -m gonglun.settings > "
              "docs/settings.md`.", ""]
@@ -352,7 +356,8 @@ def render(declared: Mapping[str, Setting] | None = None) -> str:
                       "|---|---|---|---|"]
         default = "—" if s.default in (None, "", [], {}) else f"`{s.default!r}`"
         flag = " **secret**" if s.secret else ""
-        lines.append(f"| `{path}` | {s.type} | {default} | {s.description}{flag} |")
+        least = "" if s.minimum is None else f" (≥ {s.minimum:g})"
+        lines.append(f"| `{path}` | {s.type} | {default} | {s.description}{least}{flag} |")
     return "\n".join(lines) + "\n"
 
 
