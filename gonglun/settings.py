@@ -243,12 +243,12 @@ NOTIFY: tuple[Setting, ...] = (
     S("notify.retry_s", "list", "delays between delivery attempts (s)",
       default=[10, 30, 120, 600, 1800]),
     S("notify.max_attempts", "int", "delivery attempts per message (unset: one more than "
-      "notify.retry_s has delays)", default=6, minimum=1),
+      "notify.retry_s has delays)", default=6),
     S("notify.lease_s", "float", "claim of a delivery being sent (longer than any provider "
-      "timeout)", default=120, minimum=1),
+      "timeout)", default=120),
     S("notify.sweep_s", "float", "period of the delivery sweeper; lost jobs are re-sent after "
-      "twice this", default=10, minimum=1),
-    S("notify.keep_days", "int", "days of delivery log", default=180, minimum=1),
+      "twice this", default=10),
+    S("notify.keep_days", "int", "days of delivery log", default=180),
     S("notify.link_base", "url", "base URL of links in messages", default=""),
     S("notify.templates_dir", "path", "folder of template overrides", default=""),
 )
