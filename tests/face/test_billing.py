@@ -135,3 +135,18 @@ def test_min_interval_zero_lets_checks_follow_at_once(face: FaceLive) -> None:
                                          json={"name": NAME_A, "code": ID_A}, headers=headers)
                           for _ in range(2)]
     assert [a.status_code for a in answers] == [201, 201], answers[-1].text
+
+
+def test_retrieve_per_day_zero_is_no_daily_limit(face: FaceLive) -> None:
+    """Recovery checks against one account with the daily limit off: each one is the order to
+    pay (402), never a 500 from a zero-sized limit."""
+    _, alice = face.user("jay", quota=1)
+    assert face.verify(alice, "pass", name=NAME_A, code=ID_A)["status"] == "ok"
+    face.rt.config.data["face"]["retrieve_per_day"] = 0
+    face.tick(6)
+    [candidate] = face.http.post("/v1/account/recovery/lookup", json={"code": ID_A},
+                                 headers=face.headers()).json()["data"]
+    answers = [face.start(face.headers(ip=f"10.0.1.{i}"), type="retrieve", id=candidate["id"],
+                          name=NAME_A, code=ID_A, method="wxpay", channel="native")
+               for i in range(3)]
+    assert [a.status_code for a in answers] == [402, 402, 402], answers[-1].text

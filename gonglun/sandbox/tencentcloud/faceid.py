@@ -33,16 +33,17 @@ RESULTS: dict[str, tuple[int, str, str]] = {
     "not_same_person": (2016, "无法判断为同一人,请确认身份后重试(相似度未达到通过阈值)", "32.17"),
     "not_alive": (1002, "疑似非真人录制", "0.00"),
     "id_mismatch": (2006, "姓名和身份证号不匹配,请核实身份后重试", "0.00"),
-    "face_failed": (1004, "人脸验证失败,请重试", ""),
-    "engine_timeout": (1001, "引擎超时,请稍后重试", ""),
-    "id_database_error": (1006, "证照库出错,请重试", ""),
-    "network_unstable": (1008, "用户活体过程网络不稳定,请切换网络环境后重试", ""),
-    "compare_timeout": (2001, "引擎超时,请稍后重试", ""),
-    "identity_not_found": (2005, "未查询到身份信息,请通过其他渠道验证", ""),
-    "source_upgrading": (2017, "权威数据源升级中,请稍后再试", ""),
     "abandon": (17, "本次流程未完成", ""),
     "expire": (15, "Token 过期,请重试", ""),
 }
+#: The unbilled endings of an attempt: the person's face failed (1004), or the service did.
+RESULTS.update({name: (code, text, "") for name, code, text in (
+    ("face_failed", 1004, "人脸验证失败,请重试"), ("engine_timeout", 1001, "引擎超时,请稍后重试"),
+    ("id_database_error", 1006, "证照库出错,请重试"),
+    ("network_unstable", 1008, "用户活体过程网络不稳定,请切换网络环境后重试"),
+    ("compare_timeout", 2001, "引擎超时,请稍后重试"),
+    ("identity_not_found", 2005, "未查询到身份信息,请通过其他渠道验证"),
+    ("source_upgrading", 2017, "权威数据源升级中,请稍后再试"))})
 #: Results after which the person may try again on the same page (the service failed them).
 RETRYABLE = frozenset({"face_failed", "engine_timeout", "id_database_error", "network_unstable",
                        "compare_timeout", "identity_not_found", "source_upgrading"})
