@@ -131,8 +131,27 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+#: ``Config.get`` without a default: the settings schema's.
+_SCHEMA_DEFAULT: Any = object()
+
+
+def schema_defaults() -> dict[str, Any]:
+    """Every built-in setting's default (``gonglun/settings.py``), read once."""
+    global _BUILTIN_DEFAULTS
+    if _BUILTIN_DEFAULTS is None:
+        from gonglun.settings import BUILTIN
+
+        _BUILTIN_DEFAULTS = {s.path: s.default for s in BUILTIN}
+    return _BUILTIN_DEFAULTS
+
+
+_BUILTIN_DEFAULTS: dict[str, Any] | None = None
+
+
 class Config:
-    """Merged settings with dotted-path access: ``config.get("refund.system_fail_cap", 3)``."""
+    """Merged settings with dotted-path access: ``config.get("refund.system_fail_cap")``. An
+    unset setting reads as its default in the settings schema (one source of defaults: the
+    runtime adds the plugins' declared settings to ``defaults``)."""
 
     def __init__(self, data: Mapping[str, Any] | None = None):
         #: What was given (file, environment, overrides), before defaults: tells "set" from
@@ -142,6 +161,8 @@ class Config:
         self.home: Path = Path.cwd()
         #: Where each given value came from (``gonglun config show``).
         self.sources: dict[str, str] = {p: "given" for p in _leaf_paths(self.given)}
+        #: Defaults by dotted path (None: the built-in schema's).
+        self.defaults: Mapping[str, Any] | None = None
         self._check_sandbox()
 
     def _check_sandbox(self) -> None:
@@ -199,11 +220,16 @@ class Config:
                 config.data.setdefault(section, {})[key] = str(base / value)
         return config
 
-    def get(self, dotted: str, default: Any = None) -> Any:
+    def get(self, dotted: str, default: Any = _SCHEMA_DEFAULT) -> Any:
+        """The value at ``dotted``; unset, ``default`` when given, else the schema's default
+        (None for a path the schema does not declare)."""
         node: Any = self.data
         for part in dotted.split("."):
             if not isinstance(node, Mapping) or part not in node:
-                return default
+                if default is not _SCHEMA_DEFAULT:
+                    return default
+                declared = schema_defaults() if self.defaults is None else self.defaults
+                return copy.deepcopy(declared.get(dotted))
             node = node[part]
         return node
 
@@ -214,6 +240,7 @@ class Config:
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
         config = Config(_merge(copy.deepcopy(self.given), overrides))
         config.home = self.home
+        config.defaults = self.defaults
         return config
 
     # Convenience accessors for the settings every process needs.

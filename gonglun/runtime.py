@@ -40,7 +40,7 @@ def _worker_beat(rt: Any) -> None:
 def _prune_keys(rt: Any) -> None:
     from gonglun.idempotency import prune
 
-    prune(rt, float(rt.config.get("idempotency.keep_h", 24 * 7)))
+    prune(rt, float(rt.config.get("idempotency.keep_h")))
 
 
 class Runtime:
@@ -59,11 +59,13 @@ class Runtime:
         self.hooks = Hooks(pm, self, trace=bool(self.config.get("hooks.trace")))
         from gonglun.settings import check, schema
 
-        check(self.config.given, schema(self.hooks))
+        declared = schema(self.hooks)
+        check(self.config.given, declared)
+        self.config.defaults = {p: s.default for p, s in declared.items()}
         self.db = Database(
             self.config.database_url,
             echo=bool(self.config.get("database.echo")),
-            pool_size=int(self.config.get("database.pool_size", 10)),
+            pool_size=int(self.config.get("database.pool_size")),
             pre_ping=bool(self.config.get("database.pre_ping", False)),
         )
         self.redis = make_redis(self.config.redis_url)

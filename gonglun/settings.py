@@ -1,11 +1,13 @@
 """Every setting, in one place: its type, default, description, and whether it is secret.
 
-``Config`` keeps reading values as before; this schema is what they are checked against at
-start (``check``): an unknown section or key, or a value of the wrong type, is refused with the
-nearest valid name. ``gonglun config show`` prints the effective configuration with each value's
-source and the secrets masked; ``docs/settings.md`` is rendered from here
-(``python -m gonglun.settings > docs/settings.md``, kept current by a test). Third-party plugins
-declare theirs through the ``register_settings`` filter.
+This schema is the one source of defaults: ``Config.get(path)`` of an unset setting answers
+its default here (the code passes no default of its own; a test compares any it does), and
+values are checked against it at start (``check``): an unknown section or key, a value of the
+wrong type or below its ``minimum``, is refused with the nearest valid name. ``gonglun config
+show`` prints the effective configuration with each value's source and the secrets masked;
+``docs/settings.md`` is rendered from here (``python -m gonglun.settings >
+docs/settings.md``, kept current by a test). Third-party plugins declare theirs through the
+``register_settings`` filter.
 """
 
 from __future__ import annotations
@@ -25,10 +27,15 @@ class Setting:
     default: Any
     description: str
     secret: bool = False
+    #: The smallest value a number setting takes (a limit that 0 turns off has 0 here).
+    minimum: float | None = None
 
     def accepts(self, value: Any) -> bool:
         if value is None:  # unset (TOML has no null; code may pass None for "not given")
             return True
+        if self.minimum is not None and self.type in ("int", "float") and isinstance(
+                value, int | float) and not isinstance(value, bool) and value < self.minimum:
+            return False
         t = self.type
         if t in ("str", "path", "url"):
             return isinstance(value, str)
@@ -56,9 +63,10 @@ def _d(path: str) -> Any:
     return node
 
 
-def S(path: str, type_: str, description: str, default: Any = ..., secret: bool = False
-      ) -> Setting:
-    return Setting(path, type_, _d(path) if default is ... else default, description, secret)
+def S(path: str, type_: str, description: str, default: Any = ..., secret: bool = False,
+      minimum: float | None = None) -> Setting:
+    return Setting(path, type_, _d(path) if default is ... else default, description, secret,
+                   minimum)
 
 
 #: Vendor keys that are not strings.
@@ -232,11 +240,15 @@ NOTIFY: tuple[Setting, ...] = (
     S("notify.code_ip_limit", "int", "verification codes one address may request through "
       "POST /v1/codes per notify.code_ip_window_s", default=10),
     S("notify.code_ip_window_s", "int", "window of notify.code_ip_limit (s)", default=3600),
-    S("notify.retry_s", "list", "delays between delivery attempts", default=[]),
-    S("notify.max_attempts", "int", "delivery attempts per message", default=6),
-    S("notify.lease_s", "float", "claim of a delivery being sent", default=60),
-    S("notify.sweep_s", "float", "period of the delivery sweeper", default=30),
-    S("notify.keep_days", "int", "days of delivery log", default=90),
+    S("notify.retry_s", "list", "delays between delivery attempts (s)",
+      default=[10, 30, 120, 600, 1800]),
+    S("notify.max_attempts", "int", "delivery attempts per message (unset: one more than "
+      "notify.retry_s has delays)", default=6),
+    S("notify.lease_s", "float", "claim of a delivery being sent (longer than any provider "
+      "timeout)", default=120),
+    S("notify.sweep_s", "float", "period of the delivery sweeper; lost jobs are re-sent after "
+      "twice this", default=10),
+    S("notify.keep_days", "int", "days of delivery log", default=180),
     S("notify.link_base", "url", "base URL of links in messages", default=""),
     S("notify.templates_dir", "path", "folder of template overrides", default=""),
 )
@@ -258,23 +270,29 @@ FACE: tuple[Setting, ...] = (
       default=True),
     S("face.retrieve_enabled", "bool", "account recovery by face switch (FACE-08)",
       default=True),
-    S("face.free_number", "int", "free face checks per user (FACE-05)", default=0),
+    S("face.free_number", "int", "free face checks per user (FACE-05)", default=0,
+      minimum=0),
     S("face.units_per_payment", "int", "face checks a paid face_number order adds",
-      default=1),
+      default=1, minimum=1),
     S("face.price", "int", "price of one face check in fen (the server-made order)",
-      default=100),
-    S("face.accounts_per_identity", "int", "accounts one ID number may verify", default=1),
+      default=100, minimum=1),
+    S("face.accounts_per_identity", "int", "accounts one ID number may verify", default=1,
+      minimum=1),
     S("face.redirect_url", "url", "where the provider's page sends the user back (default: "
       "this server)", default=""),
-    S("face.reset_token_ttl_s", "int", "lifetime of a recovery reset token", default=7200),
+    S("face.reset_token_ttl_s", "int", "lifetime of a recovery reset token", default=7200,
+      minimum=1),
     S("face.limit_count", "int", "face checks and lookups per address / ID number per "
-      "window", default=10),
-    S("face.limit_window_s", "int", "that window (FACE-03)", default=300),
-    S("face.limit_lock_s", "int", "lock after the limit is passed", default=300),
-    S("face.min_interval_s", "int", "minimum seconds between two requests", default=5),
+      "window (0: no count)", default=10, minimum=0),
+    S("face.limit_window_s", "int", "that window (FACE-03; 0: no count)", default=300,
+      minimum=0),
+    S("face.limit_lock_s", "int", "lock after the limit is passed (0: none)", default=300,
+      minimum=0),
+    S("face.min_interval_s", "int", "minimum seconds between two requests (0: none)",
+      default=5, minimum=0),
     S("face.retrieve_per_day", "int", "recovery face checks one account may be the target of "
-      "per day, whoever starts them (each can use a quota unit or create an unpaid order)",
-      default=5),
+      "per day, whoever starts them (each can use a quota unit or create an unpaid order; 0: "
+      "no daily limit)", default=5, minimum=0),
 )
 
 BUILTIN: tuple[Setting, ...] = (*CORE, *PAYMENT, *REFUND, *NOTIFY, *FACE)
@@ -313,7 +331,8 @@ def check(given: Mapping[str, Any], declared: Mapping[str, Setting]) -> None:
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise ConfigError(f"unknown setting {path!r}{hint} (see docs/settings.md)")
         if not setting.accepts(value):
-            raise ConfigError(f"setting {path!r} must be {setting.type}, not {value!r}")
+            least = "" if setting.minimum is None else f" of at least {setting.minimum:g}"
+            raise ConfigError(f"setting {path!r} must be {setting.type}{least}, not {value!r}")
 
 
 def render(declared: Mapping[str, Setting] | None = None) -> str:
@@ -321,7 +340,9 @@ def render(declared: Mapping[str, Setting] | None = None) -> str:
     lines = ["# Settings", "",
              "Every setting, its type, default and meaning. Set them in `gonglun.toml` "
              "(`[section]` then `key = value`) or as `GONGLUN_<SECTION>__<KEY>` (values read as "
-             "TOML literals). Unknown settings stop start-up with the nearest valid name; "
+             "TOML literals). The code reads every default from here. Unknown settings, and "
+             "numbers below their minimum (shown as ≥ n), stop start-up with the nearest valid "
+             "name; "
              "`gonglun config show` prints the effective values with their source, secrets "
              "masked. Generated from `gonglun/settings.py` by `python -m gonglun.settings > "
              "docs/settings.md`.", ""]
@@ -335,7 +356,8 @@ def render(declared: Mapping[str, Setting] | None = None) -> str:
                       "|---|---|---|---|"]
         default = "—" if s.default in (None, "", [], {}) else f"`{s.default!r}`"
         flag = " **secret**" if s.secret else ""
-        lines.append(f"| `{path}` | {s.type} | {default} | {s.description}{flag} |")
+        least = "" if s.minimum is None else f" (≥ {s.minimum:g})"
+        lines.append(f"| `{path}` | {s.type} | {default} | {s.description}{least}{flag} |")
     return "\n".join(lines) + "\n"
 
 

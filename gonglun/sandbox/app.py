@@ -137,6 +137,7 @@ class Sandbox:
         app.add_route("/v3/refund/domestic/refunds/{ref}/apply-abnormal-refund",
                       V3Resource(wx, post=wx.apply_abnormal_refund))
         app.add_route("/v3/bill/tradebill", V3Resource(wx, get=wx.tradebill))
+        app.add_route("/v3/bill/fundflowbill", V3Resource(wx, get=wx.fundflowbill))
         app.add_route("/v3/billdownload/file", V3Resource(wx, get=wx.billfile))
 
         control = ControlResource(self)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
@@ -52,6 +53,15 @@ WXPAY_TOTALS_HEADER = [
     "总交易单数", "应结订单总金额", "退款总金额", "充值券退款总金额", "手续费总金额", "订单总金额",
     "申请退款总金额",
 ]
+#: WeChat Pay's fund-flow bill (资金账单, ``GET /v3/bill/fundflowbill``): one row per movement
+#: of the merchant's account, then the totals.
+FUNDFLOW_HEADER = [
+    "记账时间", "微信支付业务单号", "资金流水单号", "业务名称", "业务类型", "收支类型",
+    "收支金额(元)", "账户结余(元)", "资金变更提交申请人", "备注", "业务凭证号",
+]
+FUNDFLOW_TOTALS_HEADER = ["资金流水总笔数", "收入笔数", "收入金额", "支出笔数", "支出金额"]
+#: Account types of the fund-flow bill; payments and refunds move the basic account only.
+FUND_ACCOUNTS = ("BASIC", "OPERATION", "FEES")
 
 
 @dataclass
@@ -310,4 +320,40 @@ def wxpay_csv(sb: Sandbox, period: str, bill_type: str = "ALL") -> str:
         str(n), fen_to_yuan(paid), fen_to_yuan(refunded), "0.00", "0.00000", fen_to_yuan(paid),
         fen_to_yuan(refunded),
     )])
+    return buf.getvalue()
+
+
+def wxpay_fundflow_csv(sb: Sandbox, period: str, account_type: str = "BASIC") -> str:
+    """The merchant account's movements of a day: each payment in (交易, 收入), each refund
+    out (退款, 支出), with the balance after it; the other accounts did not move."""
+    wx = sb.wxpay
+    rows = entries(sb, WXPAY, period) if account_type == "BASIC" else []
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(FUNDFLOW_HEADER)
+    balance = income = expense = n_in = n_out = 0
+    for e in rows:
+        t, r = e.trade, e.refund
+        amount = t.amount if r is None else r.amount
+        balance += amount if r is None else -amount
+        if r is None:
+            income, n_in = income + amount, n_in + 1
+        else:
+            expense, n_out = expense + amount, n_out + 1
+        flow_no = hashlib.sha1(f"{t.channel_no}:{r.refund_id if r else ''}".encode()).hexdigest()
+        writer.writerow(["`" + v for v in (
+            local(e.at).strftime("%Y-%m-%d %H:%M:%S"),
+            t.channel_no if r is None else r.refund_id,
+            str(int(flow_no[:15], 16)).rjust(19, "0")[:19],
+            "交易" if r is None else "退款",
+            "交易" if r is None else "退款",
+            "收入" if r is None else "支出",
+            fen_to_yuan(amount), fen_to_yuan(balance),
+            "system" if r is None else f"{wx.mchid}API",
+            "" if r is None else "退款总金额" + fen_to_yuan(r.amount) + "元",
+            t.out_trade_no if r is None else r.out_refund_no,
+        )])
+    writer.writerow(FUNDFLOW_TOTALS_HEADER)
+    writer.writerow(["`" + v for v in (
+        str(n_in + n_out), str(n_in), fen_to_yuan(income), str(n_out), fen_to_yuan(expense))])
     return buf.getvalue()

@@ -11,6 +11,17 @@ from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
+#: An openid (and a unionid) as WeChat issues them: 28 characters of the URL-safe base64
+#: alphabet, such as ``oUpF8uMuAJO_M2pxb1Q9zNjWeS6o``. Every WeChat emulator (sign-in, template
+#: messages, WeChat Pay's JSAPI payer) holds openids to this one rule.
+OPENID_LENGTH = 28
+_OPENID = re.compile(r"^[A-Za-z0-9_-]{28}$", re.ASCII)
+
+
+def is_openid(value: object) -> bool:
+    return isinstance(value, str) and _OPENID.match(value) is not None
+
+
 #: Upper bound for one order, in fen (Alipay's own limit is 100,000,000 yuan).
 MAX_FEN = 100_000_000_00
 

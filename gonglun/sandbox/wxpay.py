@@ -587,10 +587,28 @@ class WxpayChannel:
         bill_type = call.params.get("bill_type", "ALL").upper()
         if bill_type not in ("ALL", "SUCCESS", "REFUND"):
             return error(400, "PARAM_ERROR", "bill_type 只能是 ALL、SUCCESS 或 REFUND")
-        tar_type = call.params.get("tar_type", "")
-        token = base64.urlsafe_b64encode(json.dumps(
-            {"d": bill_date, "t": bill_type, "z": tar_type}).encode()).decode().rstrip("=")
-        content = self._bill_file(bill_date, bill_type, tar_type)
+        return self._bill_answer(call, {"d": bill_date, "t": bill_type,
+                                        "z": call.params.get("tar_type", "")})
+
+    def fundflowbill(self, call: Call, kw: dict[str, str]) -> Reply:
+        """申请资金账单: the merchant account's movements of a day, as ``tradebill``."""
+        from .bills import FUND_ACCOUNTS
+
+        bill_date = call.params.get("bill_date", "")
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", bill_date):
+            return error(400, "PARAM_ERROR", "bill_date 格式应为 yyyy-MM-DD")
+        account = call.params.get("account_type") or "BASIC"
+        if account not in FUND_ACCOUNTS:
+            return error(400, "PARAM_ERROR", "account_type 只能是 BASIC、OPERATION 或 FEES")
+        return self._bill_answer(call, {"d": bill_date, "f": account,
+                                        "z": call.params.get("tar_type", "")})
+
+    def _bill_answer(self, call: Call, spec: dict[str, str]) -> Reply:
+        """``download_url`` (a token naming the bill) and the hash of the file it serves."""
+        if spec["z"] not in ("", "GZIP"):
+            return error(400, "PARAM_ERROR", "tar_type 只能是 GZIP")
+        token = base64.urlsafe_b64encode(json.dumps(spec).encode()).decode().rstrip("=")
+        content = self._bill_file(spec)
         return Reply(200, {
             "hash_type": "SHA1",
             "hash_value": hashlib.sha1(content).hexdigest(),
@@ -601,17 +619,23 @@ class WxpayChannel:
         token = call.params.get("token", "")
         try:
             spec = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-            content = self._bill_file(spec["d"], spec["t"], spec["z"])
-        except (ValueError, KeyError, TypeError):
+            content = self._bill_file(spec)
+        except (ValueError, KeyError, TypeError, AttributeError):
             return error(400, "PARAM_ERROR", "token 无效")
         return Reply(200, raw=content)
 
-    def _bill_file(self, bill_date: str, bill_type: str, tar_type: str) -> bytes:
-        from .bills import wxpay_csv
+    def _bill_file(self, spec: dict[str, str]) -> bytes:
+        from .bills import FUND_ACCOUNTS, wxpay_csv, wxpay_fundflow_csv
 
-        data = wxpay_csv(self.sb, bill_date, bill_type).encode("utf-8")
+        if "f" in spec:
+            if spec["f"] not in FUND_ACCOUNTS:
+                raise ValueError("account_type")
+            text = wxpay_fundflow_csv(self.sb, str(spec["d"]), spec["f"])
+        else:
+            text = wxpay_csv(self.sb, str(spec["d"]), str(spec["t"]))
+        data = text.encode("utf-8")
         # mtime=0: the same statement compresses to the same bytes, so the hash holds.
-        return gzip.compress(data, mtime=0) if tar_type.upper() == "GZIP" else data
+        return gzip.compress(data, mtime=0) if spec["z"] == "GZIP" else data
 
     # --- control: the buyer and the bank -----------------------------------------------
 

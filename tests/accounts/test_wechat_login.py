@@ -9,7 +9,8 @@ from tests.accounts.conftest import Live
 
 
 def oid(prefix: str = "o") -> str:
-    return f"{prefix}{secrets.token_hex(10)}"
+    """A fresh openid (or unionid) as WeChat issues them: 28 URL-safe characters."""
+    return f"{prefix}{secrets.token_urlsafe(21)}"[:28]
 
 
 def nick() -> str:

@@ -96,3 +96,68 @@ def test_every_setting_the_code_reads_is_declared() -> None:
         p == t or p.startswith(t + ".") for t in tables) and not any(
         d.startswith(p + ".") for d in declared))
     assert missing == [], "declare these in gonglun/settings.py"
+
+
+#: Defaults the code derives from other settings instead of a literal (and why).
+DERIVED = {"notify.max_attempts": "one more than notify.retry_s has delays"}
+
+
+def _value(node: ast.expr, constants: dict[str, ast.expr]) -> object:
+    """A default as written: a literal, a module constant, or arithmetic on them."""
+    if isinstance(node, ast.Name) and node.id in constants:
+        return _value(constants[node.id], constants)
+    if isinstance(node, ast.BinOp):
+        ops = {ast.Mult: lambda a, b: a * b, ast.Add: lambda a, b: a + b,
+               ast.Sub: lambda a, b: a - b}
+        left, right = _value(node.left, constants), _value(node.right, constants)
+        return ops[type(node.op)](left, right)  # type: ignore[no-untyped-call]
+    value = ast.literal_eval(node)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def test_every_default_the_code_passes_is_the_schemas() -> None:
+    """``config.get("a.b", default)`` with a default other than the schema's is a second source
+    of truth (``config show`` and docs/settings.md would say one thing, the code do another)."""
+    declared = schema()
+    wrong = []
+    for path in (ROOT / "gonglun").rglob("*.py"):
+        tree = ast.parse(path.read_text("utf-8"))
+        constants = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign)
+                     for t in n.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "get"
+                    and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)
+                    and node.args[0].value in declared):
+                continue
+            key = node.args[0].value
+            where = f"{path.relative_to(ROOT)}:{node.lineno} {key}"
+            try:
+                given = _value(node.args[1], constants)
+            except (ValueError, KeyError, TypeError):
+                if key not in DERIVED:
+                    wrong.append(f"{where}: {ast.unparse(node.args[1])} (not a literal)")
+                continue
+            if given != declared[key].default:
+                wrong.append(f"{where}: {given!r} != schema {declared[key].default!r}")
+    assert wrong == [], "drop the default (config.get answers the schema's) or fix the schema"
+
+
+def test_an_unset_setting_reads_as_the_schemas_default() -> None:
+    from gonglun.runtime import Runtime
+
+    config = Config({})
+    declared = schema()
+    assert {p: config.get(p) for p in declared} == {p: s.default for p, s in declared.items()}
+    assert config.get("notify.sweep_s", 7) == 7 and config.get("no.such_setting") is None
+    rt = Runtime(Config({}))
+    try:
+        from gonglun.plugins.notify.service import Notifier
+
+        notifier = Notifier(rt)
+        assert notifier.retry_s == (10, 30, 120, 600, 1800) and notifier.lease_s == 120
+        assert notifier.max_attempts == declared["notify.max_attempts"].default
+        assert notifier.grace_s == 2 * declared["notify.sweep_s"].default
+        jobs = {j.name: j for j in rt.hooks.apply_filters("register_periodic_jobs", [])}
+        assert jobs["notify.sweep"].every_s == declared["notify.sweep_s"].default
+    finally:
+        rt.close()

@@ -59,6 +59,19 @@ def test_sms_signed_requests_are_answered_and_recorded(env: Env) -> None:
     assert "secret_key" not in json.dumps(env.http.get("/sandbox/info").json())
 
 
+@pytest.mark.parametrize(("number", "iso"), [
+    ("+12025550123", "US"), ("+14165550123", "US"), ("+85291234567", "HK"),
+    ("+447911123456", "GB"), ("+6591234567", "SG"), ("+9991234567", "DEF")])
+def test_sms_iso_codes_as_tencent_documents_them(env: Env, number: str, iso: str) -> None:
+    """``SendStatus.IsoCode``: the number's country or region (ISO 3166-1, "US" for +1),
+    "DEF" when it is not recognised, as the SDK's model documents it."""
+    answer = send_sms(sms_client(env), env, PhoneNumberSet=[number], SignName="")
+    (status,) = answer.SendStatusSet
+    assert (status.Code, status.PhoneNumber, status.IsoCode) == ("Ok", number, iso)
+    bad = send_sms(sms_client(env), env, PhoneNumberSet=["+12"], SignName="")
+    assert bad.SendStatusSet[0].IsoCode == "DEF"
+
+
 def test_sms_refuses_bad_keys_templates_and_parameters(env: Env) -> None:
     client = sms_client(env)
     assert sdk_error(send_sms, sms_client(env, secret_key="x" * 32), env) == (
@@ -185,6 +198,39 @@ def test_wechat_tokens_and_template_messages(env: Env) -> None:
     recorded = env.http.get("/sandbox/wechat/requests", params={"action": "token"}).json()
     assert all(r["response"].get("access_token", "...").startswith("...")
                for r in recorded["data"])  # tokens are secrets: never recorded whole
+
+
+#: Spellings of an openid: WeChat issues 28 URL-safe characters, nothing else.
+OPENIDS = [(OPENID, True), ("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", True),
+           ("o6_bmasdasdsad6_2sgVt7hMZ-Pf", True), ("openid", False),
+           ("oGonglun0000000001", False), ("o" * 27, False), ("o" * 29, False),
+           ("oUpF8uMuAJO_M2pxb1Q9zNjWeS6=", False), ("oUpF8uMuAJO M2pxb1Q9zNjWeS6o", False)]
+
+
+@pytest.mark.parametrize(("openid", "valid"), OPENIDS)
+def test_sign_in_and_template_messages_agree_on_what_an_openid_is(env: Env, openid: str,
+                                                                  valid: bool) -> None:
+    """One rule (the sandbox's common ``is_openid``) for the sign-in emulator and the
+    template-message one, through wechatpy."""
+    from wechatpy.exceptions import WeChatClientException
+    from wechatpy.oauth import WeChatOAuth
+
+    appid, secret = env.keyset["wechat"]["appid"], env.keyset["wechat"]["secret"]
+    issued = env.http.post("/sandbox/wechat/oauth/codes", json={"appid": appid,
+                                                                 "openid": openid})
+    client = wechat(env).client
+    if valid:
+        assert issued.status_code == 201, issued.text
+        oauth = WeChatOAuth(appid, secret, "", scope="snsapi_userinfo")
+        oauth.API_BASE_URL = env.base + "/"
+        assert oauth.fetch_access_token(issued.json()["data"]["code"])["openid"] == openid
+        sent = client.message.send_template(openid, TEMPLATE, {"thing1": {"value": "x"}})
+        assert sent["errcode"] == 0
+    else:
+        assert (issued.status_code, issued.json()["error"]) == (400, "sandbox.bad_openid")
+        with pytest.raises(WeChatClientException) as caught:
+            client.message.send_template(openid, TEMPLATE, {"thing1": {"value": "x"}})
+        assert caught.value.errcode == 40003
 
 
 def jpush_provider(env: Env, **keys: str) -> Any:

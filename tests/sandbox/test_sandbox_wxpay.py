@@ -217,20 +217,32 @@ def test_certificate_mode_client_works_end_to_end(env: Env, receiver: NotifyRece
     assert wx.close("WX0000000060")[0] == 400  # ORDERPAID, and the 4xx is not verified
 
 
-def test_trade_bill(env: Env, wx: WeChatPay) -> None:
-    paid(env, wx, "WX0000000070", 1234)
-    wx.refund(out_refund_no="WR70", amount={"refund": 34, "total": 1234, "currency": "CNY"},
-              out_trade_no="WX0000000070")
+def paid_and_refunded(env: Env, wx: WeChatPay, no: str, refund_no: str) -> None:
+    """12.34 paid, 0.34 of it refunded, today."""
+    paid(env, wx, no, 1234)
+    wx.refund(out_refund_no=refund_no, amount={"refund": 34, "total": 1234, "currency": "CNY"},
+              out_trade_no=no)
     # A refund is on the statement of the day it succeeded: the bank settles it first.
-    assert env.control("POST", "/sandbox/wxpay/refunds/WR70/settle",
+    assert env.control("POST", f"/sandbox/wxpay/refunds/{refund_no}/settle",
                        json={"status": "SUCCESS"}).status_code == 200
-    code, text = wx.trade_bill(TODAY)
-    assert code == 200
-    url = json.loads(text)["download_url"]
-    code, content = wx.download_bill(url)
-    assert code == 200
-    csv_text = gzip.decompress(content).decode("utf-8")
-    lines = csv_text.splitlines()
+
+
+def bill_lines(wx: WeChatPay, answer: tuple[int, str]) -> list[str]:
+    """The lines of the gzipped bill a bill request's ``download_url`` serves."""
+    import hashlib
+
+    code, text = answer
+    assert code == 200, text
+    found = json.loads(text)
+    code, content = wx.download_bill(found["download_url"])
+    assert code == 200 and found["hash_type"] == "SHA1"
+    assert hashlib.sha1(content).hexdigest() == found["hash_value"]
+    return list(gzip.decompress(content).decode("utf-8").splitlines())
+
+
+def test_trade_bill(env: Env, wx: WeChatPay) -> None:
+    paid_and_refunded(env, wx, "WX0000000070", "WR70")
+    lines = bill_lines(wx, wx.trade_bill(TODAY))
     header = lines[0].split(",")
     assert header[0] == "交易时间" and "微信订单号" in header and "应结订单金额" in header
     rows = [dict(zip(header, (v.lstrip("`") for v in line.split(",")), strict=True))
@@ -243,6 +255,30 @@ def test_trade_bill(env: Env, wx: WeChatPay) -> None:
     code, text = wx.trade_bill("20240101")
     assert (code, json.loads(text)["code"]) == (400, "PARAM_ERROR")
 
+
+
+def test_fundflow_bill(env: Env, wx: WeChatPay) -> None:
+    """申请资金账单 as wechatpayv3 calls it: the basic account's movements of the day (the
+    payment in, the refund out, the balance after each), then the totals."""
+    paid_and_refunded(env, wx, "WX0000000071", "WR71")
+    lines = bill_lines(wx, wx.fundflow_bill(TODAY))
+    header = lines[0].split(",")
+    assert header[:3] == ["记账时间", "微信支付业务单号", "资金流水单号"]
+    rows = [dict(zip(header, (v.lstrip("`") for v in line.split(",")), strict=True))
+            for line in lines[1:3]]
+    assert [(r["业务凭证号"], r["业务类型"], r["收支类型"], r["收支金额(元)"], r["账户结余(元)"])
+            for r in rows] == [("WX0000000071", "交易", "收入", "12.34", "12.34"),
+                               ("WR71", "退款", "支出", "0.34", "12.00")]
+    assert lines[3].split(",")[0] == "资金流水总笔数"
+    assert [v.lstrip("`") for v in lines[4].split(",")] == ["2", "1", "12.34", "1", "0.34"]
+    # Plain text without tar_type; the fees account did not move; bad input is PARAM_ERROR.
+    code, text = wx.fundflow_bill(TODAY, account_type="FEES", tar_type="")
+    code, plain = wx.download_bill(json.loads(text)["download_url"])
+    assert plain.decode("utf-8").splitlines()[1:] == [
+        "资金流水总笔数,收入笔数,收入金额,支出笔数,支出金额", "`0,`0,`0.00,`0,`0.00"]
+    for bad in ({"bill_date": "20240101"}, {"bill_date": TODAY, "account_type": "GOLD"}):
+        code, text = wx.fundflow_bill(**bad)
+        assert (code, json.loads(text)["code"]) == (400, "PARAM_ERROR")
 
 
 def test_oversized_bodies_are_refused_without_reading_them_whole(env: Env) -> None:

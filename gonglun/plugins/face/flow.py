@@ -27,6 +27,7 @@ from gonglun.plugins.face.trail import Caller
 MSG_UNPAID = "实名认证需先支付实名费用"
 MSG_PROVIDER = "人脸识别服务暂不可用, 请稍后再试"
 MSG_NOT_FOUND = "人脸识别记录不存在"
+MSG_QUOTA_BUSY = "实名费用已到账, 但另一次认证正在使用, 请稍后再试"
 DEFAULT_CHANNEL = {"alipay": "page", "wxpay": "native"}
 #: Checks still open this long ago count against the quota (the provider's 7200 s session).
 INFLIGHT_S = 7200
@@ -60,7 +61,11 @@ def start(rt: Any, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
         limits.check(rt, "idcard_face", f"id:{form.code_index}")
         face = _open(rt, scene, caller, form, body)
         face_id, identity_id, target_user = face.id, face.identity_id, face.user_id
-        return _provider_start(rt, face, form)
+        answer = _provider_start(rt, face, form)
+        if caller.user is not None and caller.user.id == face.user_id:
+            with rt.db.read() as session:  # the caller's own quota, a unit bought just now too
+                answer["face_number"] = quota.read(session, face.user_id)
+        return answer
     except GonglunError as exc:
         outcome = exc.error
         raise
@@ -72,6 +77,24 @@ def start(rt: Any, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
 
 def _open(rt: Any, scene: FaceScene, caller: Caller, form: Form,
           body: dict[str, Any]) -> FaceVerification:
+    """The check, once its gates pass and a unit of quota is free. Short of one, the server
+    makes the ``face_number`` order: a channel's answers 402; one paid from the balance is
+    credited at once and the check opens on the unit it bought."""
+    opened = _try_open(rt, scene, caller, form, count_daily=True)
+    if isinstance(opened, FaceVerification):
+        return opened
+    _require_payment(rt, opened, caller, body)
+    again = _try_open(rt, scene, caller, form, count_daily=False)
+    if isinstance(again, FaceVerification):
+        return again
+    # Another check of this account took the unit between the payment and now: the unit
+    # stays on the account (no second order, no money taken twice).
+    raise GonglunError("face.quota_busy", MSG_QUOTA_BUSY, status=409)
+
+
+def _try_open(rt: Any, scene: FaceScene, caller: Caller, form: Form, *,
+              count_daily: bool) -> FaceVerification | Any:
+    """The new ``starting`` check, or the paying account when its quota is short."""
     from gonglun.plugins.face.identities import seal_form
 
     sealed = seal_form(rt, form.name, form.code)
@@ -81,7 +104,7 @@ def _open(rt: Any, scene: FaceScene, caller: Caller, form: Form,
         errors = rt.hooks.apply_filters("face_guard", [], user=target.user, scene=scene.key)
         if errors:
             raise errors[0]
-        if scene.daily_setting:
+        if scene.daily_setting and count_daily:
             limits.daily(rt, scene.key, target.user.id,
                          int(rt.config.get(scene.daily_setting, 5)))
         quota.grant_free(rt, session, target.user.id)
@@ -89,22 +112,18 @@ def _open(rt: Any, scene: FaceScene, caller: Caller, form: Form,
             FaceVerification.user_id == target.user.id, FaceVerification.status == "started",
             FaceVerification.created_at > at - _seconds(INFLIGHT_S))) or 0
         if quota.read(session, target.user.id) - open_checks < 1:
-            unpaid = (SimpleNamespace(id=target.user.id), caller)
-        else:
-            unpaid = None
-            face = FaceVerification(
-                ref=secrets.token_hex(16), scene=scene.key, user_id=target.user.id,
-                requester_id=caller.user.id if caller.user else None,
-                identity_id=target.identity.id if target.identity else None,
-                status="starting", provider=get_provider(rt).name, ip=caller.ip[:64],
-                ua_hash=caller.ua_hash, fingerprint=caller.fingerprint, created_at=at,
-                charged=False, **sealed)
-            session.add(face)
-            session.flush()
-            session.expunge(face)
-    if unpaid is not None:
-        _require_payment(rt, *unpaid, body)
-    return face
+            return SimpleNamespace(id=target.user.id)
+        face = FaceVerification(
+            ref=secrets.token_hex(16), scene=scene.key, user_id=target.user.id,
+            requester_id=caller.user.id if caller.user else None,
+            identity_id=target.identity.id if target.identity else None,
+            status="starting", provider=get_provider(rt).name, ip=caller.ip[:64],
+            ua_hash=caller.ua_hash, fingerprint=caller.fingerprint, created_at=at,
+            charged=False, **sealed)
+        session.add(face)
+        session.flush()
+        session.expunge(face)
+        return face
 
 
 def _seconds(s: float) -> Any:
@@ -114,15 +133,17 @@ def _seconds(s: float) -> Any:
 
 
 def _require_payment(rt: Any, user: Any, caller: Caller, body: dict[str, Any]) -> None:
-    """FACE-04: the server makes the ``face_number`` order for the paying account and answers
-    ``jump: payment`` with it. A guest pays through a channel, never the account's balance."""
+    """FACE-04: the server makes the ``face_number`` order for the paying account. A channel's
+    order answers ``jump: payment`` (402); one paid from the balance credits its units now
+    (the deferred ``payment_success`` then finds them credited) and returns. A guest pays
+    through a channel, never the account's balance."""
     from gonglun.plugins.payment.orders import create_payment, parse_request
     from gonglun.plugins.payment.scenes import get_scene as payment_scene
 
     method = body.get("method") or "alipay"
     if caller.user is None and method == "money":
         raise GonglunError("face.balance_not_allowed", "找回账户仅支持支付宝或微信支付")
-    price = int(rt.config.get("face.price", 100))
+    price = int(rt.config.get("face.price"))
     # Without a channel the order is still made: the PC page / QR code one of its method.
     channel = body.get("channel")
     if channel is None and isinstance(method, str):
@@ -132,6 +153,9 @@ def _require_payment(rt: Any, user: Any, caller: Caller, body: dict[str, Any]) -
     req = parse_request(rt, order, user)
     payment, params, _ = create_payment(rt, req, user, ip=caller.ip,
                                         fingerprint=caller.fingerprint)
+    if payment.get("state") == "ok":
+        quota.credit_payment(rt, {**payment, "user_id": user.id})
+        return
     raise GonglunError("face.payment_required", MSG_UNPAID, status=402, data={
         "jump": "payment", "payment": {k: payment[k] for k in (
             "id", "payment_order", "scene", "amount", "method", "channel", "state")},
@@ -227,8 +251,8 @@ def _apply(rt: Any, caller: Caller, face: FaceVerification, verdict: Verdict) ->
         # The scene refused the pass after the provider's verdict (e.g. the ID number's
         # accounts were taken meanwhile): everything it did is undone, the check ends as a
         # failed comparison, and the caller hears why.
-        _record(rt, caller, face, Verdict("fail", verdict.code, refusal.msg, verdict.sim),
-                "fail")
+        _record(rt, caller, face, Verdict("fail", verdict.code, refusal.msg, verdict.sim,
+                                          billed=verdict.billed), "fail")
         raise
 
 

@@ -18,11 +18,15 @@ from typing import Any
 
 REQUIRED = ("secret_id", "secret_key")
 LIVE_ENDPOINT = "faceid.tencentcloudapi.com"
-#: ErrCode groups (Tencent Cloud document 1007/31082): a verdict on the person (billed by us:
-#: the comparison completed) against failures of the service or of the session (not billed).
-_ID_CHECK = range(301, 304)
-_LIVENESS = range(1001, 1009)
-_COMPARE = range(2001, 2018)
+#: Return codes of a finished session and what Tencent Cloud bills for them (document
+#: 1007/31082, 人脸核身 Plus 版 微信 H5 返回码): a pass, a spoofed recording, a name that does
+#: not match the number and a face below the similarity threshold are billed; nothing else is.
+BILLED = frozenset({0, 1002, 2006, 2016})
+#: The service failed, not the person (call and service errors, WeChat, engine timeouts, the ID
+#: photo database, the user's network, the authority source being upgraded): the check ends
+#: ``error``, unbilled, and the person may start another one.
+OUTAGE = frozenset({1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 201, 202, 203, 204, 1001, 1006, 1007,
+                    1008, 2001, 2005, 2007, 2008, 2017})
 NOT_FINISHED, EXPIRED = 17, 15
 
 
@@ -52,11 +56,16 @@ class Verdict:
     name: str | None = None
     id_number: str | None = None
     extra: str | None = None
+    #: The provider bills this verdict; None: every ``pass`` and ``fail`` (a provider that
+    #: does not say).
+    billed: bool | None = None
 
     @property
     def completed(self) -> bool:
-        """A comparison happened: one unit of quota is used, whatever it said (FACE-06)."""
-        return self.outcome in ("pass", "fail")
+        """The provider billed the check: one unit of quota is used (FACE-06)."""
+        if self.outcome not in ("pass", "fail"):
+            return False
+        return True if self.billed is None else self.billed
 
 
 class FaceProvider:
@@ -76,9 +85,9 @@ def classify(code: int | None, message: str, sim: float | None, min_sim: float) 
         return "abandoned"
     if code == 0:
         return "pass" if sim is not None and sim >= min_sim else "fail"
-    if code in _ID_CHECK or code in _LIVENESS or code in _COMPARE:
-        return "fail"
-    return "error"
+    if code in OUTAGE:
+        return "error"
+    return "fail"  # the person failed (billed or not: ``BILLED`` says)
 
 
 class TencentFaceProvider(FaceProvider):
@@ -153,7 +162,7 @@ class TencentFaceProvider(FaceProvider):
         code = int(text.ErrCode) if text.ErrCode is not None else None
         message = str(text.ErrMsg or "")
         return Verdict(classify(code, message, sim, self.min_sim), code, message[:255], sim,
-                       text.Name, text.IdCard, text.Extra)
+                       text.Name, text.IdCard, text.Extra, billed=code in BILLED)
 
 
 def get_provider(rt: Any) -> FaceProvider:

@@ -187,7 +187,7 @@ def clean(rt: Any) -> dict[str, int]:
     from gonglun.plugins.notify.models import Counter, SmsCode
 
     at = now(rt)
-    keep = dt.timedelta(days=float(rt.config.get("notify.keep_days", 180)))
+    keep = dt.timedelta(days=float(rt.config.get("notify.keep_days")))
     with rt.db.write() as session:
         counters = session.execute(
             delete(Counter).where(Counter.day < day_of(at - dt.timedelta(days=3)))).rowcount

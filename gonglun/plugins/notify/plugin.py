@@ -64,7 +64,7 @@ def register_periodic_jobs(rt: Any, jobs: list[Any]) -> list[Any]:
 
     return [
         *jobs,
-        PeriodicJob("notify.sweep", float(rt.config.get("notify.sweep_s", 10)), "notify.sweep"),
+        PeriodicJob("notify.sweep", float(rt.config.get("notify.sweep_s")), "notify.sweep"),
         PeriodicJob("notify.clean", 3600.0, "notify.clean"),
     ]
 

@@ -69,10 +69,10 @@ class Notifier:
         cfg = rt.config
         link_base = cfg.get("notify.link_base") or cfg.base_url
         self.renderer = Renderer(cfg.get("notify.templates_dir") or None, str(link_base))
-        self.retry_s = tuple(float(s) for s in cfg.get("notify.retry_s", (10, 30, 120, 600, 1800)))
+        self.retry_s = tuple(float(s) for s in cfg.get("notify.retry_s"))
         self.max_attempts = int(cfg.get("notify.max_attempts", len(self.retry_s) + 1))
-        self.lease_s = float(cfg.get("notify.lease_s", 120))
-        self.grace_s = float(cfg.get("notify.sweep_s", 10)) * 2
+        self.lease_s = float(cfg.get("notify.lease_s"))
+        self.grace_s = float(cfg.get("notify.sweep_s")) * 2
 
     # -- recipients ----------------------------------------------------------------------
 

@@ -142,8 +142,9 @@ class _Templates:
 
 class _FacePerson:
     """``POST /sandbox/tencentcloud/faceid/{BizToken}`` ``{"result": ...}``: the person in front
-    of the camera passes, fails (``not_same_person``, ``not_alive``, ``id_mismatch``), walks
-    away (``abandon``) or lets the session run out (``expire``); ``GET`` shows the session."""
+    of the camera passes, fails (``not_same_person``, ``not_alive``, ``id_mismatch``), is failed
+    by the service (``engine_timeout``... see ``faceid.RESULTS``), walks away (``abandon``) or
+    lets the session run out (``expire``); ``GET`` shows the session."""
 
     auth = "public"
 

@@ -4,9 +4,12 @@
 H5 ``Url``; ``GetDetectInfoEnhanced`` answers the session's ``Text``: ``ErrCode`` 17 while the
 person has not finished, then 0 and a ``Sim`` (a string) on a pass, or the code of what failed.
 The person in front of the camera is played through ``POST /sandbox/tencentcloud/faceid/
-{BizToken}`` with ``{"result": "pass" | "not_same_person" | "not_alive" | "id_mismatch" |
-"abandon" | "expire"}``. Sessions live 7200 s; the rule id is the keyset's ``faceid_rule_id``
-(default ``"1"``).
+{BizToken}`` with ``{"result": ...}``: ``pass``; the billed failures ``not_alive`` (1002),
+``id_mismatch`` (2006), ``not_same_person`` (2016); ``face_failed`` (1004, unbilled); the
+service's failures ``engine_timeout``, ``id_database_error``, ``network_unstable``,
+``compare_timeout``, ``identity_not_found``, ``source_upgrading`` (1001, 1006, 1008, 2001,
+2005, 2017), after which the person may try again; ``abandon`` and ``expire``. Sessions live
+7200 s; the rule id is the keyset's ``faceid_rule_id`` (default ``"1"``).
 """
 
 from __future__ import annotations
@@ -22,15 +25,28 @@ from .tc3 import TcError
 VERSION = "2018-03-01"
 TOKEN_TTL_S = 7200
 _ID = re.compile(r"^\d{17}[\dX]$", re.ASCII)
-#: What the person did → (ErrCode, ErrMsg, Sim).
+#: What the person did (or what failed under them) → (ErrCode, ErrMsg, Sim), the codes and
+#: messages of Tencent Cloud's 人脸核身 Plus 版 H5 return-code page (1007/31082). Billed there:
+#: 0, 1002 (``not_alive``), 2006 (``id_mismatch``), 2016 (``not_same_person``).
 RESULTS: dict[str, tuple[int, str, str]] = {
     "pass": (0, "成功", "95.51"),
-    "not_same_person": (2015, "比对相似度未达到通过标准", "32.17"),
-    "not_alive": (1004, "疑似非真人录制", "0.00"),
-    "id_mismatch": (301, "姓名和身份证号不一致", "0.00"),
-    "abandon": (17, "用户未完成本次认证流程", ""),
-    "expire": (15, "验证流程已过期", ""),
+    "not_same_person": (2016, "无法判断为同一人,请确认身份后重试(相似度未达到通过阈值)", "32.17"),
+    "not_alive": (1002, "疑似非真人录制", "0.00"),
+    "id_mismatch": (2006, "姓名和身份证号不匹配,请核实身份后重试", "0.00"),
+    "abandon": (17, "本次流程未完成", ""),
+    "expire": (15, "Token 过期,请重试", ""),
 }
+#: The unbilled endings of an attempt: the person's face failed (1004), or the service did.
+RESULTS.update({name: (code, text, "") for name, code, text in (
+    ("face_failed", 1004, "人脸验证失败,请重试"), ("engine_timeout", 1001, "引擎超时,请稍后重试"),
+    ("id_database_error", 1006, "证照库出错,请重试"),
+    ("network_unstable", 1008, "用户活体过程网络不稳定,请切换网络环境后重试"),
+    ("compare_timeout", 2001, "引擎超时,请稍后重试"),
+    ("identity_not_found", 2005, "未查询到身份信息,请通过其他渠道验证"),
+    ("source_upgrading", 2017, "权威数据源升级中,请稍后再试"))})
+#: Results after which the person may try again on the same page (the service failed them).
+RETRYABLE = frozenset({"face_failed", "engine_timeout", "id_database_error", "network_unstable",
+                       "compare_timeout", "identity_not_found", "source_upgrading"})
 
 
 @dataclass
@@ -102,8 +118,6 @@ class FaceId:
             raise TcError("InvalidParameterValue.BizTokenExpired", "BizToken 已过期")
         found.reads += 1
         code, message, sim = RESULTS[found.result or "abandon"]
-        if found.result is None:
-            message = "用户未完成本次认证流程"
         done = found.result not in (None, "abandon", "expire")
         return {"Text": {
             "ErrCode": code, "ErrMsg": message, "IdCard": found.id_card if done else "",
@@ -111,7 +125,7 @@ class FaceId:
             "OcrBirth": None, "OcrAuthority": None, "OcrValidDate": None, "OcrName": None,
             "OcrIdCard": None, "OcrGender": None, "LiveStatus": code if done else None,
             "LiveMsg": message if done else None, "Comparestatus": code if done else None,
-            "Comparemsg": message if done else None, "Sim": sim if done else None,
+            "Comparemsg": message if done else None, "Sim": sim if done and sim else None,
             "Location": None, "Extra": found.extra, "LivenessDetail": [],
         }, "IdCardData": None, "BestFrame": None, "VideoData": None, "Encryption": None}
 
@@ -120,7 +134,7 @@ class FaceId:
         found = self.session(token)
         if result not in RESULTS:
             raise ValueError(f"result must be one of {', '.join(RESULTS)}")
-        if found.result not in (None, "abandon"):
+        if found.result not in (None, "abandon", *RETRYABLE):
             raise ValueError("this session is already finished")
         found.result = result
         return found

@@ -22,6 +22,22 @@ MAX_NUMBERS = 200
 _MAINLAND = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$", re.ASCII)
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$", re.ASCII)
 _CODE_VALUE = re.compile(r"^\d{0,6}$", re.ASCII)
+#: Country calling code → ``IsoCode`` as ``SendStatus`` names it (ISO 3166-1 alpha-2; +1 is
+#: "US" for the whole North American plan). A number whose code is not here answers "DEF", as
+#: Tencent Cloud does for a country or region it does not recognise.
+ISO_CODES = {
+    "1": "US", "7": "RU", "20": "EG", "27": "ZA", "30": "GR", "31": "NL", "32": "BE",
+    "33": "FR", "34": "ES", "36": "HU", "39": "IT", "40": "RO", "41": "CH", "43": "AT",
+    "44": "GB", "45": "DK", "46": "SE", "47": "NO", "48": "PL", "49": "DE", "51": "PE",
+    "52": "MX", "54": "AR", "55": "BR", "56": "CL", "57": "CO", "58": "VE", "60": "MY",
+    "61": "AU", "62": "ID", "63": "PH", "64": "NZ", "65": "SG", "66": "TH", "81": "JP",
+    "82": "KR", "84": "VN", "86": "CN", "90": "TR", "91": "IN", "92": "PK", "94": "LK",
+    "95": "MM", "212": "MA", "213": "DZ", "234": "NG", "254": "KE", "351": "PT", "352": "LU",
+    "353": "IE", "358": "FI", "380": "UA", "852": "HK", "853": "MO", "855": "KH", "856": "LA",
+    "880": "BD", "886": "TW", "960": "MV", "966": "SA", "971": "AE", "972": "IL", "974": "QA",
+    "977": "NP",
+}
+UNKNOWN_ISO = "DEF"
 
 
 @dataclass(frozen=True)
@@ -83,8 +99,18 @@ def _normalise(number: str) -> tuple[str, str] | None:
     if found:
         return "+86" + found.group(1), "CN"
     if _E164.match(number.strip()):
-        return number.strip(), "XX"
+        return number.strip(), iso_code(number.strip())
     return None
+
+
+def iso_code(e164: str) -> str:
+    """The ``IsoCode`` of an E.164 number: its calling code (1 to 3 digits) or "DEF"."""
+    digits = e164.lstrip("+")
+    for size in (1, 2, 3):
+        found = ISO_CODES.get(digits[:size])
+        if found is not None:
+            return found
+    return UNKNOWN_ISO
 
 
 def send_sms(sms: Any, params: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -137,6 +163,6 @@ def send_sms(sms: Any, params: dict[str, Any]) -> tuple[dict[str, Any], str]:
             "SessionContext": context,
             "Code": code,
             "Message": message,
-            "IsoCode": norm[1] if norm else "",
+            "IsoCode": norm[1] if norm else UNKNOWN_ISO,
         })
     return {"SendStatusSet": statuses}, text

@@ -19,6 +19,7 @@ from typing import Any
 
 import falcon.asgi
 
+from ..common import is_openid
 from ..vendors import Vendor, json_or_none, keys_of
 from ..web import read_body
 from .oauth import Codes, OAuth
@@ -42,7 +43,6 @@ ERRMSG = {
     47001: "data format error",
     47003: "argument invalid!",
 }
-_OPENID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 
@@ -131,7 +131,7 @@ class WeChat(Vendor):
             return _error(47001)
         if not isinstance(data, dict):
             return _error(47001)
-        if not _OPENID.match(str(data.get("touser") or "")):
+        if not is_openid(data.get("touser")):
             return _error(40003)
         if not _TEMPLATE_ID.match(str(data.get("template_id") or "")):
             return _error(40037)

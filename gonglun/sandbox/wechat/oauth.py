@@ -16,7 +16,6 @@ code"}``. A code is single use (40163 "code been used") and lives 300 s. The con
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 import falcon.asgi
 
+from ..common import OPENID_LENGTH, is_openid
 from ..web import ControlError, fail, ok, read_json
 
 CODE_TTL_S = 300
@@ -39,7 +39,6 @@ OAUTH_ERRMSG = {
     42001: "access_token expired",
     40001: "invalid credential, access_token is invalid or not latest",
 }
-_OPENID = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 
 
 @dataclass
@@ -71,11 +70,13 @@ class OAuth:
         if not isinstance(appid, str) or appid not in self.apps:
             raise ControlError(400, "bad_appid", f"appid must be one of {sorted(self.apps)}")
         openid = spec.get("openid")
-        if not isinstance(openid, str) or not _OPENID.match(openid):
-            raise ControlError(400, "bad_openid", "openid must be 6-64 letters, digits, _ or -")
+        if not is_openid(openid):
+            raise ControlError(400, "bad_openid", f"openid must be {OPENID_LENGTH} letters, "
+                               "digits, _ or - (as WeChat issues them)")
         unionid = spec.get("unionid")
-        if unionid is not None and (not isinstance(unionid, str) or not _OPENID.match(unionid)):
-            raise ControlError(400, "bad_unionid", "unionid must be 6-64 letters, digits, _, -")
+        if unionid is not None and not is_openid(unionid):
+            raise ControlError(400, "bad_unionid", f"unionid must be {OPENID_LENGTH} letters, "
+                               "digits, _ or - (as WeChat issues them)")
         texts = {k: spec.get(k, "") for k in ("nickname", "avatar")}
         if not all(isinstance(v, str) and len(v) <= 512 for v in texts.values()):
             raise ControlError(400, "bad_profile", "nickname and avatar are strings")
