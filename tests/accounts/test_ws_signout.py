@@ -1,7 +1,8 @@
 """Signing a user out closes their open websockets within seconds, and no push reaches a
 revoked session (issue 17, 7): one session revoked, ``other_accounts``, admin revoke, ban,
-password change (the CLI's code path), a revocation whose message was lost. Account reset is
-in tests/face/test_ws_reset.py. A real websocket client against the served app."""
+password change (the CLI's code path), signing out everywhere, a revocation whose message
+was lost. Account reset is in tests/face/test_ws_reset.py. A real websocket client against
+the served app."""
 
 from __future__ import annotations
 
@@ -136,3 +137,28 @@ def test_no_push_reaches_a_revoked_session(live: Live, recheck: Any) -> None:
                         .values(revoked_at=utcnow()))
     live.rt.push(uid, {"event": "paid", "secret": "for the account's owner only"})
     assert signed_out(ws) == []
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_signing_out_everywhere_closes_every_socket(live: Live, recheck: Any, keep: bool
+                                                    ) -> None:
+    """``DELETE /v1/me/sessions``: every session and its sockets; with ``keep_current``
+    the caller's own session and socket stay."""
+    phone, first = account(live)
+    second = login(live, phone)
+    uid = me(live, first)
+    other = open_socket(url(live), ticket=ticket(live, first))
+    mine = open_socket(url(live), headers=live.bearer(second))
+    query = "?keep_current=true" if keep else ""
+    done = live.http.delete(f"/v1/me/sessions{query}", headers=live.bearer(second))
+    assert done.status_code == 200, done.text
+    assert done.json()["data"] == {"revoked": 1 if keep else 2, "kept_current": keep}
+    signed_out(other)
+    assert live.http.get("/v1/me", headers=live.bearer(first)).status_code == 401
+    if keep:
+        receives_push(live.rt, mine, uid, 4)
+        mine.close()
+        assert live.http.get("/v1/me", headers=live.bearer(second)).status_code == 200
+    else:
+        signed_out(mine)
+        assert live.http.get("/v1/me", headers=live.bearer(second)).status_code == 401
