@@ -75,6 +75,9 @@ class Runtime:
         self.hooks.deferrer = self.outbox.defer
         event.listen(self.db._factory, "after_commit", self.outbox.after_commit)
         event.listen(self.db._factory, "after_soft_rollback", self._after_rollback)
+        from gonglun.accounts.signout import SignOutNotices
+
+        SignOutNotices(self).listen(self.db._factory)
         self._broker: dramatiq.Broker | None = None
         self._actors: dict[str, dramatiq.Actor] = {}
         self._async_redis: Any = None

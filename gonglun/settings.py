@@ -119,6 +119,9 @@ CORE: tuple[Setting, ...] = (
     S("auth.lockout_max_s", "int", "longest lockout"),
     S("auth.max_pending", "int", "password checks waiting before logins get 429", default=16),
     S("auth.ws_ticket_ttl_s", "int", "lifetime of a websocket ticket"),
+    S("auth.ws_recheck_s", "float", "an open websocket checks its session this often (and at "
+      "once when its user is signed out, and before each push); a revoked one is closed",
+      default=5.0),
     S("accounts.ticket_key", "str", "HMAC key of WeChat registration tickets (embedded default: "
       "a key file in the data folder)", default="", secret=True),
     S("accounts.ticket_ttl_s", "int", "lifetime of a WeChat registration ticket", default=300),

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from gonglun.accounts import passwords
 from gonglun.accounts.models import ROLES, ApiToken, User, UserMeta, nickname_key
+from gonglun.accounts.signout import mark, usable
 from gonglun.db import insert_ignore, utcnow
 from gonglun.errors import GonglunError, conflict, not_found
 
@@ -233,6 +234,7 @@ def ban(session: Session, user_id: int, until: dt.datetime | None, reason: str) 
         .where(User.id == _require_id(user_id), User.status != "deleted")
         .values(status="banned", banned_until=until, ban_reason=reason.strip(), updated_at=utcnow())
     ).rowcount
+    mark(session, user_id)
     if not done:
         get_user(session, user_id)
         raise GonglunError("user.deleted", "账号已注销", status=403)
@@ -330,19 +332,17 @@ def user_for_token(session: Session, token: str) -> User | None:
             ApiToken.expires_at > now,
         )
     ).one_or_none()
-    if user is None:
-        return None
-    if user.status == "active":
-        return user
-    if user.status == "banned" and user.banned_until is not None and user.banned_until <= now:
-        return user
-    return None
+    return user if usable(user) else None
 
 
 def revoke_token(session: Session, token: str) -> bool:
     """Revoke one token (logout); False when it was unknown or already revoked."""
     if not isinstance(token, str) or not token:
         return False
+    owner = session.scalar(select(ApiToken.user_id).where(
+        ApiToken.token_hash == token_hash(token)))
+    if owner is not None:
+        mark(session, owner)  # its open websockets close after commit
     return bool(
         session.execute(
             update(ApiToken)
@@ -353,7 +353,9 @@ def revoke_token(session: Session, token: str) -> bool:
 
 
 def revoke_all_tokens(session: Session, user_id: int, *, keep: str | None = None) -> int:
-    """Sign every other device out (ACC-08 ``other_accounts``); ``keep`` survives."""
+    """Sign every other device out (ACC-08 ``other_accounts``); ``keep`` survives. Their
+    open websockets close once the transaction commits (``signout``)."""
+    mark(session, _require_id(user_id))
     stmt = update(ApiToken).where(
         ApiToken.user_id == _require_id(user_id), ApiToken.revoked_at.is_(None)
     )

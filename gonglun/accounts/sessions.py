@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from gonglun.accounts.models import ApiToken
 from gonglun.accounts.service import token_hash
+from gonglun.accounts.signout import mark
 from gonglun.db import utcnow
 from gonglun.errors import not_found
 
@@ -41,6 +42,7 @@ def revoke_session(session: Session, user_id: int, session_id: int) -> None:
         .values(revoked_at=utcnow()), execution_options={"synchronize_session": False}).rowcount
     if not done:
         raise not_found("account.session_not_found", "会话不存在或已退出")
+    mark(session, user_id)  # its open websockets close after commit
 
 
 def touch(rt: Any, token: str) -> None:

@@ -11,6 +11,7 @@ from gonglun.api.util import (
     json_body,
     ok,
     path_id,
+    query_str,
     run_sync,
 )
 from gonglun.errors import GonglunError
@@ -105,6 +106,21 @@ class MeSessions:
         ``current`` marks the one making this request."""
         token = getattr(req.context, "token", None)
         ok(resp, await run_sync(self._list, req.context.user.id, token))
+
+    def _revoke_all(self, user_id: int, keep: str | None) -> int:
+        from gonglun.accounts import revoke_all_tokens
+
+        with self.rt.db.write() as session:
+            return revoke_all_tokens(session, user_id, keep=keep)
+
+    async def on_delete(self, req: Any, resp: Any) -> None:
+        """Sign out everywhere: every session of the caller, this one too, and their open
+        websockets; ``?keep_current=true`` keeps the session making the request."""
+        keep = query_str(req, "keep_current", choices=("true", "false")) == "true"
+        token = getattr(req.context, "token", None)
+        revoked = await run_sync(self._revoke_all, req.context.user.id,
+                                 token if keep else None)
+        ok(resp, {"revoked": revoked, "kept_current": bool(keep and token)})
 
 
 class MeSession:

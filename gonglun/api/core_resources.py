@@ -242,27 +242,36 @@ class WsTickets:
     """``POST /v1/ws/tickets``: a short-lived, single-use ticket to open the websocket with.
 
     Browsers cannot set headers on a websocket; a ticket in the URL keeps the bearer token
-    itself out of URLs and access logs.
+    itself out of URLs and access logs. The ticket remembers the session (the token's hash)
+    it was asked with: the socket lives as long as that session.
     """
 
     def __init__(self, rt: Any):
         self.rt = rt
 
-    def _issue(self, user_id: int) -> dict[str, Any]:
+    def _issue(self, user_id: int, token: str | None) -> dict[str, Any]:
         import hashlib
         import secrets
+
+        from gonglun.accounts import token_hash
 
         ttl = int(self.rt.config.get("auth.ws_ticket_ttl_s", 30))
         ticket = secrets.token_urlsafe(24)
         digest = hashlib.sha256(ticket.encode()).hexdigest()
-        self.rt.redis.set(self.rt.keys("wsticket", digest), str(user_id), ex=ttl)
+        session = token_hash(token) if token else ""
+        self.rt.redis.set(self.rt.keys("wsticket", digest), f"{user_id}:{session}", ex=ttl)
         return {"ticket": ticket, "expires_in": ttl}
 
     @responds(201, description="a one-time ticket")
     async def on_post(self, req: Any, resp: Any) -> None:
         """A ticket for ``WS /v1/ws?ticket=...``: valid once, for ``auth.ws_ticket_ttl_s`` s."""
         resp.set_header("Cache-Control", "no-store")
-        ok(resp, await run_sync(self._issue, req.context.user.id), status=201)
+        ok(resp, await run_sync(self._issue, req.context.user.id, req.context.token),
+           status=201)
+
+
+#: Close code of a socket whose session was signed out (or never worked).
+SIGNED_OUT = 4401
 
 
 class Push:
@@ -273,30 +282,37 @@ class Push:
     def __init__(self, rt: Any):
         self.rt = rt
 
-    def _ticket_user(self, ticket: str) -> Any:
+    def _ticket_session(self, ticket: str) -> tuple[int, str | None] | None:
         import hashlib
 
-        from gonglun.accounts.models import User
+        from gonglun.accounts.signout import still_valid
 
         digest = hashlib.sha256(ticket.encode()).hexdigest()
         raw = self.rt.redis.getdel(self.rt.keys("wsticket", digest))
         if raw is None:
             return None
-        with self.rt.db.read() as session:
-            user = session.get(User, int(raw))
-            return user if user is not None and user.status == "active" else None
+        user, _, session = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition(":")
+        opened = (int(user), session or None)
+        return opened if still_valid(self.rt, *opened) else None
 
-    async def _user(self, req: Any, ws: Any) -> tuple[Any, str | None]:
-        """Who opens the socket: a ticket (``?ticket=`` or ``?token=``), an ``Authorization:
-        Bearer`` header, or the subprotocols ``bearer, <token>``. A bearer token is never
-        taken from the URL."""
-        from gonglun.api.middleware import Authentication, bearer
+    def _token_session(self, token: str) -> tuple[int, str | None] | None:
+        from gonglun.accounts import token_hash
+        from gonglun.api.middleware import Authentication
+
+        user = Authentication(self.rt).lookup(token)
+        return (int(user.id), token_hash(token)) if user is not None else None
+
+    async def _session(self, req: Any, ws: Any) -> tuple[tuple[int, str | None] | None, Any]:
+        """Who opens the socket, as ``(user id, token hash)``: a ticket (``?ticket=`` or
+        ``?token=``), an ``Authorization: Bearer`` header, or the subprotocols ``bearer,
+        <token>``. A bearer token is never taken from the URL."""
+        from gonglun.api.middleware import bearer
 
         ticket = req.get_param("ticket") or req.get_param("token")
         if ticket:
             if len(ticket) > 128:
                 return None, None
-            return await run_sync(self._ticket_user, ticket), None
+            return await run_sync(self._ticket_session, ticket), None
         token = bearer(req.get_header("Authorization"))
         subprotocol = None
         offered = list(getattr(ws, "subprotocols", ()) or ())
@@ -304,46 +320,89 @@ class Push:
             token, subprotocol = offered[1], offered[0]
         if not token:
             return None, None
-        return await run_sync(Authentication(self.rt).lookup, token), subprotocol
+        return await run_sync(self._token_session, token), subprotocol
 
     async def on_websocket(self, req: Any, ws: Any) -> None:
         """Per-user push (payment success, refunds, messages).
 
         Authenticate with a ticket from ``POST /v1/ws/tickets`` (``?ticket=``), or with
         ``Authorization: Bearer`` / subprotocols ``["bearer", token]``; closed with 4401 if not.
+        The socket lives as long as its session: signed out (logout, session revoked, ban,
+        password change, account reset, ``other_accounts``), it gets ``{"event":
+        "signed_out"}`` and is closed with 4401 within ``auth.ws_recheck_s`` seconds.
         """
-        user, subprotocol = await self._user(req, ws)
-        if user is None:
-            await ws.close(code=4401)
+        opened, subprotocol = await self._session(req, ws)
+        if opened is None:
+            await ws.close(code=SIGNED_OUT)
             return
         await ws.accept(subprotocol=subprotocol)
         pubsub = self.rt.async_redis.pubsub()
-        await pubsub.subscribe(self.rt.push_channel(user.id))
-        await ws.send_media({"event": "hello", "user_id": user.id})
-
-        async def forward() -> None:
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is None:
-                    continue
-                data = message["data"]
-                await ws.send_text(data.decode() if isinstance(data, bytes) else str(data))
-
-        sender = asyncio.create_task(forward())
+        await pubsub.subscribe(self.rt.push_channel(opened[0]), signout_channel(self.rt, opened[0]))
+        await ws.send_media({"event": "hello", "user_id": opened[0]})
+        tasks = {asyncio.create_task(self._forward(ws, pubsub, opened)),
+                 asyncio.create_task(_receive(ws))}
         try:
-            while True:
-                text = await ws.receive_text()
-                if text == "ping":
-                    await ws.send_media({"event": "pong"})
-        except falcon.WebSocketDisconnected:
-            pass
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             with contextlib.suppress(Exception):
                 await pubsub.unsubscribe()
                 await pubsub.aclose()
+
+    async def _forward(self, ws: Any, pubsub: Any, opened: tuple[int, str | None]) -> None:
+        """Pushes to the client while the session works: checked every ``auth.ws_recheck_s``
+        seconds, at once on a sign-out message, and before each push."""
+        from gonglun.accounts.signout import still_valid
+
+        loop = asyncio.get_running_loop()
+        every = max(0.5, float(self.rt.config.get("auth.ws_recheck_s", 5.0)))
+        control = signout_channel(self.rt, opened[0])
+        due = loop.time() + every
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                               timeout=min(1.0, every))
+            if message is None and loop.time() < due:
+                continue
+            try:
+                valid = await run_sync(still_valid, self.rt, *opened)
+            except Exception:
+                log.warning("websocket of user %s: session check failed", opened[0],
+                            exc_info=True)
+                await ws.close(code=1011)  # cannot tell: nothing is pushed unchecked
+                return
+            if not valid:
+                with contextlib.suppress(Exception):
+                    await ws.send_media({"event": "signed_out"})
+                await ws.close(code=SIGNED_OUT)
+                return
+            due = loop.time() + every
+            if message is None or _text(message["channel"]) == control:
+                continue
+            await ws.send_text(_text(message["data"]))
+
+
+def signout_channel(rt: Any, user_id: int) -> str:
+    from gonglun.accounts.signout import channel
+
+    return channel(rt, user_id)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _receive(ws: Any) -> None:
+    """The client's side: ``ping`` answers ``pong``; returns when the client goes."""
+    try:
+        while True:
+            if await ws.receive_text() == "ping":
+                await ws.send_media({"event": "pong"})
+    except falcon.WebSocketDisconnected:
+        return
 
 
 def login_schema() -> dict[str, Any]:

@@ -80,7 +80,9 @@ def build(routes: list[Route], rt: Any) -> dict[str, Any]:
                 "authentication": ["query: ticket (POST /v1/ws/tickets)",
                                    "header: Authorization: Bearer <token>",
                                    "subprotocols: bearer, <token>"],
-                "closeCodes": {"4401": "not authenticated"},
+                "closeCodes": {"4401": "not authenticated, or signed out since (after "
+                                       "{\"event\": \"signed_out\"})",
+                               "1011": "the session could not be checked"},
             }
     document = {
         "openapi": "3.1.0",

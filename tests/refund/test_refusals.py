@@ -52,10 +52,11 @@ def nothing_changed(live: Live, payment: dict[str, Any], before: tuple) -> None:
     (None, {**GOOD, "way": "seller"}, 401, "refund.login_required", "退款失败:请登录后操作"),
     ("buyer", {**GOOD, "way": "seller"}, 403, "refund.not_seller", "退款失败:你无权操作"),
     ("buyer", GOOD, 403, "refund.not_admin", "退款失败:你的权限不足!"),
-    (None, {**GOOD, "way": "system"}, 403, "refund.key_missing",
+    (None, {**GOOD, "way": "system"}, 401, "refund.key_missing",
      "退款失败:非法请求(系统拒绝)"),
-    (None, {**GOOD, "way": "system", "refund_key": "x" * 40}, 403, "refund.key_invalid",
+    (None, {**GOOD, "way": "system", "refund_key": "x" * 40}, 401, "refund.key_invalid",
      "退款失败:非法请求(参数无效)"),
+    (None, GOOD, 401, "refund.login_required", None),
     # The system key is a service's credential: never with a browser or app session.
     ("cs", {**GOOD, "way": "system", "refund_key": KEY}, 403, "refund.key_missing", None),
 ])
@@ -144,4 +145,68 @@ def test_100_concurrent_refunds_give_exactly_one(live: Live, redis_down: bool,
     assert count(live, Refund) == 1
     trades = live.sb.get(f"/sandbox/wxpay/trades/{payment['payment_order']}").json()["data"]
     assert len(trades["refunds"]) == 1
+    audit_clean(live)
+
+
+def _probes(live: Live, p: dict[str, Any]) -> dict[str, str]:
+    """One reference of each kind: missing, paid, refunded, unpaid, refunding (REF ids)."""
+    paid = paid_tao(live, p)
+    done = paid_tao(live, p)
+    assert refund(live, done, p["cs"][1], **GOOD).status_code == 201
+    unpaid = live.create(p["buyer"][1], scene="recharge_money", amount=100, method="wxpay",
+                         channel="native").json()["data"]["payment"]
+    return {"missing": "99999", "paid": str(paid["id"]), "refunded": str(done["id"]),
+            "unpaid": str(unpaid["id"]), "by_number": paid["payment_order"]}
+
+
+@pytest.mark.parametrize("body", [
+    GOOD, {**GOOD, "way": "seller"}, {**GOOD, "way": "system"}, {"amount": 100},
+    {**GOOD, "way": "system", "refund_key": "x" * 40}, {**GOOD, "amount": "x"},
+], ids=["admin", "seller", "system-no-key", "no-way", "system-bad-key", "bad-amount"])
+def test_anonymous_learns_nothing(live: Live, body: dict) -> None:
+    """Without a token, every reference (missing, paid, refunded, unpaid) answers the same
+    401 before anything is looked up: no 404 / 403 / 409 oracle of what exists."""
+    live.rt.config.data["refund"] = {"key": KEY}
+    p = people(live)
+    answers = {name: live.http.post(f"/v1/payments/{ref}/refunds", json=body)
+               for name, ref in _probes(live, p).items()}
+    seen = {(a.status_code, a.json()["error"], a.json()["msg"], str(a.json().get("data")))
+            for a in answers.values()}
+    assert len(seen) == 1, {k: a.text for k, a in answers.items()}
+    assert next(iter(seen))[0] == 401
+    assert "state" not in next(iter(answers.values())).text
+
+
+@pytest.mark.parametrize("way", ["admin", "seller", "system"])
+def test_a_stranger_is_told_not_found(live: Live, way: str) -> None:
+    """A logged-in user who may not see the payment gets 404 for every reference, exactly
+    as for a missing one; the order's seller and staff still get decision 11's answers."""
+    live.rt.config.data["refund"] = {"key": KEY}
+    p = people(live)
+    _, stranger = live.user("stranger")
+    probes = _probes(live, p)
+    body = {**GOOD, "way": way, "refund_key": KEY}
+    answers = {name: live.http.post(f"/v1/payments/{ref}/refunds", json=body, headers=stranger)
+               for name, ref in probes.items()}
+    assert {(a.status_code, a.json()["error"]) for a in answers.values()} == {
+        (404, "refund.payment_not_found")}, {k: a.text for k, a in answers.items()}
+    seller = p["seller"][1]
+    refunded = live.http.post(f"/v1/payments/{probes['refunded']}/refunds", headers=seller,
+                              json={**GOOD, "way": "seller"})
+    assert_refused(refunded, 409, "refund.already_refunded")
+
+
+def test_a_service_with_the_key_needs_no_token(live: Live) -> None:
+    """The system way, server to server: a valid key without a token refunds; the same
+    request with a wrong key is 401 and changes nothing."""
+    live.rt.config.data["refund"] = {"key": KEY}
+    p = people(live)
+    payment = paid_tao(live, p)
+    before = state(live, payment["id"])
+    wrong = refund(live, payment, None, **{**GOOD, "way": "system", "refund_key": KEY[:-1]})
+    assert_refused(wrong, 401, "refund.key_invalid")
+    nothing_changed(live, payment, before)
+    done = refund(live, payment, None, **{**GOOD, "way": "system", "refund_key": KEY})
+    assert done.status_code == 201, done.text
+    assert state(live, payment["id"])[0] == "refund"
     audit_clean(live)

@@ -162,39 +162,55 @@ def create_payment(
     """Create the order; returns ``(payment, pay_params, created)``.
 
     Balance orders are paid inside the same transaction (debit posting + state ``ok`` +
-    deferred ``payment_success``). Channel orders are committed as ``wait_pay`` first and only
-    then sent to the channel, so no transaction is held open across the network.
+    deferred ``payment_success``). Channel orders ask the channel first, under the drafted
+    order number, and are written only once it answered, so no transaction is held open
+    across the network and a channel that is not configured (503), errs or times out (502)
+    leaves no unpayable ``wait_pay`` order behind. A request key whose earlier attempt wrote
+    its order finds that order again.
     """
+    existing = _by_request_key(rt, request_key)
+    if existing is not None:
+        return existing, _pay_params(rt, existing, req, ip), False
+    if req.method != "money":
+        get_channel(rt, req.method)  # 503 payment.channel_unavailable, nothing written
+        with rt.db.read() as session:
+            _guards(rt, session, req, user)  # refused before the channel is asked
     for attempt in range(3):
+        values = _draft(req, user, ip=ip, fingerprint=fingerprint, request_key=request_key)
+        params = _pay_params(rt, {**values, "close_deadline": values["close_deadline"].isoformat()},
+                             req, ip)
         try:
-            payment, created = _insert(rt, req, user, ip=ip, fingerprint=fingerprint,
-                                       request_key=request_key)
+            payment = _insert(rt, req, user, values)
             break
         except IntegrityError:
-            if request_key is not None or attempt == 2:
-                existing = _by_request_key(rt, request_key)
-                if existing is not None:
-                    payment, created = existing, False
-                    break
+            found = _by_request_key(rt, request_key)
+            if found is not None:  # a twin request under the same key wrote first
+                return found, _pay_params(rt, found, req, ip), False
+            if attempt == 2:
                 raise
-    if created:
-        from gonglun.plugins.payment.cache import invalidate
+    from gonglun.plugins.payment.cache import invalidate
 
-        invalidate(rt, payment)  # drops negative entries cached under its numbers
-    if payment["method"] == "money" or payment["state"] != "wait_pay":
-        return payment, {}, created
+    invalidate(rt, payment)  # drops negative entries cached under its numbers
+    return payment, params, True
+
+
+def _pay_params(rt: Any, payment: dict[str, Any], req: OrderRequest, ip: str | None
+                ) -> dict[str, Any]:
+    """The channel's pay parameters ({} for balance orders and orders no longer unpaid).
+
+    The order's own method and channel, never the request's: a retry finds the order its
+    first attempt created (request keys cover the whole request, so they agree)."""
+    if payment["method"] == "money" or payment.get("state") != "wait_pay":
+        return {}
     try:
-        # The order's own method and channel, never the request's: a retry finds the order
-        # its first attempt created (request keys cover the whole request, so they agree).
-        params = get_channel(rt, payment["method"]).pay_params(
+        return dict(get_channel(rt, payment["method"]).pay_params(
             payment, payment["channel"],
             {"openid": req.openid, "ip": ip, "return_url": req.return_url},
-        )
+        ))
     except ChannelError as exc:
-        log.warning("payment %s: channel refused or unreachable: %s", payment["id"], exc)
+        log.warning("order %s: channel refused or unreachable: %s", payment["payment_order"], exc)
         raise GonglunError("payment.channel_error", "支付渠道暂时不可用,请稍后重试",
-                           status=502, data={"payment_order": payment["payment_order"]}) from exc
-    return payment, params, created
+                           status=502) from exc
 
 
 def _by_request_key(rt: Any, request_key: str | None) -> dict[str, Any] | None:
@@ -209,19 +225,12 @@ def _by_request_key(rt: Any, request_key: str | None) -> dict[str, Any] | None:
 _INSERT = Payment.__table__.insert().returning(*Payment.__table__.c)
 
 
-def _insert(
-    rt: Any, req: OrderRequest, user: Any, *, ip: str | None, fingerprint: str | None,
-    request_key: str | None,
-) -> tuple[dict[str, Any], bool]:
-    from gonglun.plugins.payment.funds import pay_from_balance
-
-    existing = _by_request_key(rt, request_key)
-    if existing is not None:
-        return existing, False
+def _draft(req: OrderRequest, user: Any, *, ip: str | None, fingerprint: str | None,
+           request_key: str | None) -> dict[str, Any]:
+    """The new order's row, with a fresh order number; nothing written yet."""
     now = utcnow()
-    order = new_order_number(now)
-    values: dict[str, Any] = {
-        "payment_order": order, "user_id": user.id if user else None,
+    return {
+        "payment_order": new_order_number(now), "user_id": user.id if user else None,
         "seller_id": req.seller_id, "scene": req.scene.key, "title": req.title,
         "amount": req.amount, "method": req.method, "channel": req.channel,
         "state": "wait_pay", "pay_order": None, "paid_at": None, "paid_amount": None,
@@ -229,13 +238,20 @@ def _insert(
         "created_at": now, "close_deadline": now + dt.timedelta(minutes=req.scene.close_minutes),
         "refund_amount": 0, "income": 0, "meta": "{}", "version": 0, "late": False,
     }
+
+
+def _insert(rt: Any, req: OrderRequest, user: Any, values: dict[str, Any]) -> dict[str, Any]:
+    from gonglun.plugins.payment.funds import pay_from_balance
+
+    values = dict(values)
     with rt.db.write() as session:
         _guards(rt, session, req, user)
         if req.method == "money":
             # BAL-07: the payer is the session user; the transfer to the scene's account
             # (escrow, income) refuses an overdraft and rolls the whole order back with it.
+            now = values["created_at"]
             pay_from_balance(rt, session, req.scene, user_id=user.id, amount=req.amount,
-                             order=order)
+                             order=values["payment_order"])
             values.update(state="ok", pay_order=new_order_number(now), paid_at=now,
                           paid_amount=req.amount, version=1)
         row = session.connection().execute(_INSERT, values).first()
@@ -245,4 +261,4 @@ def _insert(
         if data["state"] == "ok":
             rt.hooks.defer(session, "payment_success", key=f"payment_success:{data['id']}",
                            payment=data)
-    return data, True
+    return data

@@ -3,6 +3,7 @@ REF-04). Every refusal is raised before anything is written."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 from dataclasses import dataclass
@@ -82,11 +83,46 @@ def way_of(value: Any) -> str:
     return str(value)
 
 
+def key_matches(rt: Any, given: Any) -> bool:
+    """The system way's key against ``refund.key`` (32+ characters, else no key), in constant
+    time: digests of equal length are compared, so neither content nor length leaks."""
+    expected = str(rt.config.get("refund.key") or "")
+    if not isinstance(given, str) or not given or len(expected) < 32:
+        return False
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
+                               hashlib.sha256(expected.encode()).digest())
+
+
+def gate(rt: Any, ask: Ask) -> None:
+    """Before anything is looked up: a caller without a user's session is a service holding
+    the refund key, or nobody (401). Nothing about the payment (exists, paid, refunded) is
+    told to a caller who has not shown who they are."""
+    if ask.session:
+        return
+    if ask.way != "system":
+        raise GonglunError("refund.login_required", MSG_LOGIN, status=401,
+                           data={"jump": "login"}, headers={"WWW-Authenticate": "Bearer"})
+    if not isinstance(ask.refund_key, str) or not ask.refund_key:
+        raise GonglunError("refund.key_missing", MSG_NO_KEY, status=401)
+    if not key_matches(rt, ask.refund_key):
+        raise GonglunError("refund.key_invalid", MSG_BAD_KEY, status=401)
+
+
+def visible(rt: Any, ask: Ask, payment: Any) -> None:
+    """2. A logged-in caller who may not see the payment is told it does not exist (404),
+    as ``GET /v1/payments/{ref}`` would; a service with the key sees every payment."""
+    from gonglun.plugins.payment import may_view, payment_dict
+
+    if ask.session and not may_view(rt, ask.user, payment_dict(payment)):
+        raise GonglunError("refund.payment_not_found", MSG_NOT_FOUND, status=404)
+
+
 def authorize(rt: Any, ask: Ask, way: str, payment: Any) -> None:
     """8. REF-04: the seller of this order; an admin; the system with the refund key.
 
     The system way is for services, never for a browser or app session: the key is
-    configuration (``refund.key``), compared in constant time.
+    configuration (``refund.key``), compared in constant time (``gate`` did it already for
+    a caller without a session).
     """
     from gonglun.plugins.payment import is_admin
 
@@ -99,15 +135,10 @@ def authorize(rt: Any, ask: Ask, way: str, payment: Any) -> None:
     elif way == "admin":
         if not is_admin(ask.user):
             raise GonglunError("refund.not_admin", MSG_NOT_ADMIN, status=403)
-    else:
-        expected = str(rt.config.get("refund.key") or "")
-        if len(expected) < 32:  # a guessable key is no key (start-up says so)
-            expected = ""
-        given = ask.refund_key
-        if not isinstance(given, str) or not given or ask.session or not expected:
-            raise GonglunError("refund.key_missing", MSG_NO_KEY, status=403)
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise GonglunError("refund.key_invalid", MSG_BAD_KEY, status=403)
+    elif ask.session or not isinstance(ask.refund_key, str) or not ask.refund_key:
+        raise GonglunError("refund.key_missing", MSG_NO_KEY, status=403)
+    elif not key_matches(rt, ask.refund_key):
+        raise GonglunError("refund.key_invalid", MSG_BAD_KEY, status=403)
 
 
 def reason_of(value: Any) -> str:
@@ -124,6 +155,7 @@ def reason_of(value: Any) -> str:
 def check(rt: Any, ask: Ask, payment: Any) -> tuple[int, str, str]:
     """The whole sequence after the payment was found: ``(amount, way, reason)``."""
     amount = amount_of(ask.amount)
+    visible(rt, ask, payment)
     state_allows(payment)
     way = way_of(ask.way)
     authorize(rt, ask, way, payment)

@@ -58,8 +58,10 @@ class PaymentRefunds:
         """Refund a paid order, whole or in part (one refund per payment, DECISIONS.md 10).
 
         ``way``: ``seller`` (the order's seller), ``admin``, or ``system`` (a service with the
-        configured ``refund_key``, never with a user's session). Checks and messages follow
-        DECISIONS.md 11 and the catalog (REF-03, REF-04). A channel refund still settling
+        configured ``refund_key``, never with a user's session). Without a token, only the
+        system way with a valid key gets past 401, before the payment is looked up; a user who
+        may not see the payment gets 404. Checks and messages follow DECISIONS.md 11 and the
+        catalog (REF-03, REF-04). A channel refund still settling
         answers ``wait_refund`` with its message; an unknown outcome is 502
         ``refund.outcome_unknown`` and is confirmed by the system.
         """
@@ -70,6 +72,7 @@ class PaymentRefunds:
         ask = checks.Ask(ref=ref, amount=body.get("amount"), way=body.get("way"),
                          reason=body.get("reason"), refund_key=body.get("refund_key"),
                          user=user, ip=client_ip(req), session=user is not None)
+        checks.gate(self.rt, ask)  # 401 before any lookup, before an idempotency record
         scope = f"u{user.id}" if user else f"ip:{ask.ip}"
 
         async def work(_key: str | None) -> None:

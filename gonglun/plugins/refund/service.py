@@ -71,6 +71,7 @@ def dumps(value: Any) -> str:
 def request_refund(rt: Any, ask: checks.Ask) -> dict[str, Any]:
     """Check, claim, ask the channel, apply its answer; the catalog's answer or its refusal."""
     pay = _payment_api()
+    checks.gate(rt, ask)  # who asks, before anything is looked up
     checks.amount_of(ask.amount)
     with rt.db.read() as session:  # REF-33: authoritative reads, never the cache
         payment = pay.resolve(session, ask.ref)
