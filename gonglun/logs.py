@@ -58,8 +58,15 @@ def setup(log_format: str = "text", level: int = logging.INFO) -> None:
 def plain_failure(exc: BaseException, config: Any) -> str | None:
     """One line for the failures an operator causes (a wrong URL, a database not migrated, a
     service down), with what to do; None for anything else (a bug: the traceback is wanted)."""
-    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+    from sqlalchemy.exc import DataError, DBAPIError, OperationalError, ProgrammingError
 
+    from gonglun.storage import StartupError, classify
+
+    if isinstance(exc, StartupError):
+        return str(exc)
+    failure = classify(exc)
+    if failure is not None:
+        return failure.line()
     text = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0][:200] if str(exc) \
         else type(exc).__name__
     lowered = text.lower()
@@ -67,6 +74,8 @@ def plain_failure(exc: BaseException, config: Any) -> str | None:
             m in lowered for m in ("no such table", "does not exist", "doesn't exist",
                                    "undefinedtable")):
         return f"the database is not migrated ({text}): run `gonglun migrate`"
+    if isinstance(exc, DataError) or isinstance(getattr(exc, "orig", exc), OverflowError):
+        return f"a value is out of range ({text}): check the numbers and dates given"
     if isinstance(exc, OperationalError | DBAPIError):
         return (f"cannot use the database ({text}): check database.url "
                 f"(GONGLUN_DATABASE_URL) and that the server runs")
