@@ -117,3 +117,13 @@ def test_serve_refuses_to_start_on_a_read_only_database(tmp_path: Path) -> None:
     url = f"sqlite:///file:{var / 'gonglun.db'}?mode=ro&uri=true"
     line = one_line(start(tmp_path, command, GONGLUN_DATABASE_URL=url))
     assert "does not accept writes" in line
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 10**30])
+def test_settings_refuse_nan_infinity_and_huge_numbers(value: Any) -> None:
+    from gonglun.config import ConfigError
+    from gonglun.settings import check, schema
+
+    for path in ({"idempotency": {"lock_s": value}}, {"server": {"threads": value}}):
+        with pytest.raises(ConfigError, match="must be"):
+            check(path, schema())
