@@ -476,6 +476,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, PluginError) as exc:
         print(f"gonglun: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the data folder cannot be made (read-only, no space)
+        print(f"gonglun: {plain_failure(exc, None) or exc}", file=sys.stderr)
+        return 2
     parser = build_parser(rt)
     args = parser.parse_args(argv)
     wild = _out_of_range(args)

@@ -8,6 +8,7 @@ a line with the time, level, logger, message and the request id of the request b
 from __future__ import annotations
 
 import contextvars
+import errno
 import json
 import logging
 from typing import Any
@@ -79,6 +80,11 @@ def plain_failure(exc: BaseException, config: Any) -> str | None:
     if isinstance(exc, OperationalError | DBAPIError):
         return (f"cannot use the database ({text}): check database.url "
                 f"(GONGLUN_DATABASE_URL) and that the server runs")
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS,
+                                                  errno.ENOSPC):
+        return (f"cannot write {exc.filename or 'a file'} ({exc.strerror}): make the data "
+                f"folder (server.data_dir, GONGLUN_DATA_DIR) writable by this user, with space "
+                f"left")
     module = type(exc).__module__
     if module.startswith("redis"):
         return (f"cannot reach Redis ({text}): check redis.url (GONGLUN_REDIS_URL) and that "
