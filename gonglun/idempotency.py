@@ -103,10 +103,15 @@ def _started(pid: int) -> str | None:
 MACHINE = _machine()
 
 
+_OWNERS: dict[int, str] = {}
+
+
 def owner_id() -> str:
-    """This process: machine, pid, start time (computed per call: forks get their own)."""
+    """This process: machine, pid, start time (per pid: a fork gets its own)."""
     pid = os.getpid()
-    return f"{MACHINE}:{pid}:{_started(pid) or ''}"
+    if pid not in _OWNERS:
+        _OWNERS[pid] = f"{MACHINE}:{pid}:{_started(pid) or ''}"
+    return _OWNERS[pid]
 
 
 #: Keys this process is running requests under.
