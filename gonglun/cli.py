@@ -42,6 +42,14 @@ def _ensure_schema(rt: Any) -> None:
         upgrade(rt)
 
 
+def _preflight(rt: Any) -> None:
+    """A long-running process starts only on a database that answers and accepts writes
+    (one line and exit 2 otherwise, never a traceback or a server that answers 500)."""
+    from gonglun.storage import preflight
+
+    preflight(rt)
+
+
 # -- commands ----------------------------------------------------------------------------------
 
 
@@ -55,6 +63,7 @@ def cmd_serve(rt: Any, args: argparse.Namespace) -> int:
     # Notify URLs and the embedded gateway are derived from where we actually listen.
     rt.config.data["server"].update(host=host, port=port)
     _ensure_schema(rt)
+    _preflight(rt)
     app = create_app(rt=rt)
     banner(rt, host, port)
     logging.getLogger("uvicorn.access").addFilter(RedactQuery())
@@ -101,6 +110,7 @@ def banner(rt: Any, host: str, port: int) -> None:
 def cmd_worker(rt: Any, args: argparse.Namespace) -> int:
     import dramatiq
 
+    _preflight(rt)
     rt.startup_problems()
     threads = args.threads or int(rt.config.get("broker.worker_threads", 4))
     if args.processes > 1:
@@ -138,6 +148,7 @@ def _worker_process(config_data: dict[str, Any], threads: int) -> None:
 def cmd_scheduler(rt: Any, args: argparse.Namespace) -> int:
     from gonglun.scheduler import Scheduler
 
+    _preflight(rt)
     scheduler = Scheduler(rt)
     thread = scheduler.start_thread()
     _wait_for_signal()
@@ -431,6 +442,20 @@ def build_parser(rt: Any) -> argparse.ArgumentParser:
     return parser
 
 
+INT64_MAX = 2**63 - 1
+
+
+def _out_of_range(args: argparse.Namespace) -> str | None:
+    """The first whole-number argument no database column holds (every command's, plugins'
+    included): ``--user 99999999999999999999`` is a usage error, not an overflow later."""
+    for name, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, int) and not isinstance(item, bool) \
+                    and not -INT64_MAX <= item <= INT64_MAX:
+                return f"--{name.replace('_', '-')} {item}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     import os
@@ -451,8 +476,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, PluginError) as exc:
         print(f"gonglun: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the data folder cannot be made (read-only, no space)
+        print(f"gonglun: {plain_failure(exc, None) or exc}", file=sys.stderr)
+        return 2
     parser = build_parser(rt)
     args = parser.parse_args(argv)
+    wild = _out_of_range(args)
+    if wild:
+        rt.close()
+        print(f"gonglun: {wild} is out of range (a whole number up to {INT64_MAX})",
+              file=sys.stderr)
+        return 2
     try:
         if getattr(args, "command", None) == "sandbox":
             from gonglun.sandbox.cli import run as run_sandbox

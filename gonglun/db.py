@@ -84,6 +84,8 @@ def make_engine(
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
+        if database.startswith("file:"):  # a URI filename (?uri=true), e.g. ?mode=ro
+            database = database[5:].partition("?")[0]
         if database and database != ":memory:":
             Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}

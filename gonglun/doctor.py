@@ -85,6 +85,26 @@ def migrations(rt: Any) -> Finding:
     return Finding("ok", "migrations", "current")
 
 
+def admins(rt: Any) -> Finding:
+    """Someone receives the staff alarms: an active admin (or ``notify.alarm_recipients``)."""
+    from sqlalchemy import func, select
+
+    from gonglun.accounts.models import User
+
+    wanted = rt.config.get("notify.alarm_recipients") or []
+    where = User.id.in_([int(i) for i in wanted]) if wanted else User.role.in_(
+        ("admin", "superadmin"))
+    with rt.db.read() as session:
+        count = int(session.scalar(select(func.count()).select_from(User).where(
+            where, User.status == "active")) or 0)
+    if count:
+        return Finding("ok", "admins", f"{count} active to receive alarms")
+    return Finding("warning", "admins", "no active admin: staff alarms (refunds failing, money "
+                   "paid twice, late payments) reach nobody and are recorded as undelivered",
+                   "create one: `gonglun users add NAME --role admin --password-stdin`"
+                   + (" (notify.alarm_recipients names no active user)" if wanted else ""))
+
+
 def heartbeats(rt: Any) -> list[Finding]:
     from gonglun.heartbeat import heartbeats as read
 
@@ -223,6 +243,8 @@ def run(rt: Any, *, deploy_checks: bool = False) -> list[Finding]:
     if findings[0].level == "ok":
         findings.append(migrations(rt))
         findings.append(clocks(rt))
+        if findings[-2].level == "ok":
+            findings.append(admins(rt))
     if findings[1].level == "ok":
         findings.extend(heartbeats(rt))
     findings.extend(permissions(rt))

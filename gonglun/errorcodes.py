@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gonglun.storage import KINDS as STORAGE
+
 ROOT = Path(__file__).resolve().parent
 CATALOG = ROOT / "errors.toml"
 #: Callables whose first argument (or ``error=``) is an error id.
@@ -30,6 +32,7 @@ FIXED = {
     "request.unsupported_media_type": (415, "不支持的内容类型"),
     "server.error": (500, "服务器内部错误 (请求 <id>)"), "rate_limited": (429, "请求过于频繁"),
     "lock.busy": (409, "重复请求"),
+    **{f"storage.{kind}": (503, msg) for kind, (_, msg) in STORAGE.items()},
 }
 
 

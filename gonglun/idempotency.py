@@ -15,16 +15,31 @@ the request (method, route, path parameters, the JSON body in canonical form):
   which covers the fingerprint, finds what the failed attempt already created), while another
   body under the key is still a mismatch.
 
-A request whose process died mid-way leaves a started row; after ``lock_s`` a retry takes it
-over with a conditional update.
+A request in flight holds its key by a lease: the row names its owner (``owner_id``: the
+machine, the process id and the process's start time) and ``locked_until``, which the owner
+renews every third of ``lock_s`` while the request runs. Another request finding the key in
+flight takes it over (one conditional update, so two retries cannot both win) as soon as the
+owner is known dead, and never before:
+
+* the owner is a process of this machine (same kernel boot and pid namespace) and that process
+  is gone, or its pid now belongs to a process started at another time (a reused pid);
+* the owner is this very process and no request of it holds the key (its release failed);
+* or the lease lapsed: the owner, wherever it runs, stopped renewing for ``lock_s``.
+
+A slow but alive owner keeps renewing and its process exists, so it is never taken over: the
+retry gets 409 ``idempotency.in_progress`` for as long as the first request runs. What a dead
+owner had already created is found again through ``Slot.request_key``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
 import logging
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +73,62 @@ class IdempotencyKey(Base):
     response: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     locked_until: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    #: The process holding a started key (``owner_id()``); None for rows from before owners.
+    owner: Mapped[str | None] = mapped_column(String(96), nullable=True)
+
+
+def _machine() -> str:
+    """This kernel boot and pid namespace: pids are comparable only within it ("" if unknown:
+    then only the lease tells)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return hashlib.sha256(f"{boot}/{namespace}".encode()).hexdigest()[:16]
+
+
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), None if there is none (or a
+    zombie: it has exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+MACHINE = _machine()
+
+
+_OWNERS: dict[int, str] = {}
+
+
+def owner_id() -> str:
+    """This process: machine, pid, start time (per pid: a fork gets its own)."""
+    pid = os.getpid()
+    if pid not in _OWNERS:
+        _OWNERS[pid] = f"{MACHINE}:{pid}:{_started(pid) or ''}"
+    return _OWNERS[pid]
+
+
+#: Keys this process is running requests under.
+_RUNNING: set[str] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def owner_dead(owner: str | None, lookup: str) -> bool:
+    """Whether the process that holds ``lookup`` is known to be dead (module docstring)."""
+    machine, _, rest = (owner or "").partition(":")
+    pid_text, _, started = rest.partition(":")
+    if not MACHINE or machine != MACHINE or not pid_text.isdigit() or not started:
+        return False  # another machine, or not knowable: the lease decides
+    if owner == owner_id():
+        with _RUNNING_LOCK:
+            return lookup not in _RUNNING
+    return _started(int(pid_text)) != started
 
 
 @dataclass(frozen=True)
@@ -106,15 +177,16 @@ def begin(rt: Any, scope: str, route: str, key: str, print_: str) -> Slot | Repl
     """Claim ``key`` for this request, or the stored answer of the first one, or refuse."""
     lookup = lookup_of(scope, route, key)
     now = utcnow()
-    until = now + dt.timedelta(seconds=float(rt.config.get("idempotency.lock_s", LOCK_S)))
+    until = now + dt.timedelta(seconds=lease_s(rt))
+    me = owner_id()
     with rt.db.write() as session:
         inserted = insert_ignore(session, IdempotencyKey.__table__, {
             "lookup": lookup, "scope": scope[:80], "route": route[:160], "key": key,
             "fingerprint": print_, "state": "started", "status": None, "response": None,
-            "created_at": now, "locked_until": until,
+            "created_at": now, "locked_until": until, "owner": me,
         })
         if inserted:
-            return Slot(lookup, print_)
+            return _hold(Slot(lookup, print_))
         row = session.execute(
             select(IdempotencyKey).where(IdempotencyKey.lookup == lookup)).scalar_one()
         if row.fingerprint != print_:
@@ -124,39 +196,89 @@ def begin(rt: Any, scope: str, route: str, key: str, print_: str) -> Slot | Repl
                 status=422)
         if row.state == "done":
             return Replay(int(row.status or 200), json.loads(row.response or "null"))
+        open_ = ((IdempotencyKey.state == "started") & (IdempotencyKey.locked_until < now)) \
+            | (IdempotencyKey.state == "failed")
+        if row.state == "started" and owner_dead(row.owner, lookup):
+            log.warning("Idempotency-Key %s: its owner %s is dead; taken over", lookup[:12],
+                        row.owner)
+            # The dead owner exactly as read: a second retry racing us finds ours instead.
+            open_ = open_ | ((IdempotencyKey.state == "started")
+                             & (IdempotencyKey.owner == row.owner))
         taken = session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.id == row.id,
-                   ((IdempotencyKey.state == "started") & (IdempotencyKey.locked_until < now))
-                   | (IdempotencyKey.state == "failed"))
-            .values(state="started", locked_until=until)
+            update(IdempotencyKey).where(IdempotencyKey.id == row.id, open_)
+            .values(state="started", locked_until=until, owner=me)
         ).rowcount
         if not taken:
             raise GonglunError("idempotency.in_progress",
                                "相同 Idempotency-Key 的请求正在处理中,请稍后重试", status=409)
-        return Slot(lookup, print_)
+        return _hold(Slot(lookup, print_))
+
+
+def lease_s(rt: Any) -> float:
+    return max(1.0, float(rt.config.get("idempotency.lock_s", LOCK_S)))
+
+
+def _hold(slot: Slot) -> Slot:
+    with _RUNNING_LOCK:
+        _RUNNING.add(slot.lookup)
+    return slot
+
+
+def _let_go(slot: Slot) -> None:
+    with _RUNNING_LOCK:
+        _RUNNING.discard(slot.lookup)
+
+
+def renew(rt: Any, slot: Slot) -> bool:
+    """Extend this process's lease on ``slot``; False when it is no longer ours."""
+    until = utcnow() + dt.timedelta(seconds=lease_s(rt))
+    with rt.db.write() as session:
+        return bool(session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.lookup == slot.lookup, IdempotencyKey.state == "started",
+                   IdempotencyKey.owner == owner_id())
+            .values(locked_until=until)).rowcount)
+
+
+async def _keep_leased(rt: Any, slot: Slot) -> None:
+    """Renew the lease every third of it while the request runs (the owner is alive)."""
+    from gonglun.api.util import run_sync
+
+    while True:
+        await asyncio.sleep(lease_s(rt) / 3)
+        try:
+            if not await run_sync(renew, rt, slot):
+                return
+        except Exception:  # the database is down: the request itself will say so
+            log.warning("Idempotency-Key lease not renewed", exc_info=True)
 
 
 def finish(rt: Any, slot: Slot, status: int, media: Any) -> None:
     """Store a success for replays; anything else leaves the key failed, open to a retry of
-    the same request."""
-    with rt.db.write() as session:
-        if 200 <= status < 300:
-            session.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.lookup == slot.lookup,
-                       IdempotencyKey.state == "started")
-                .values(state="done", status=status,
-                        response=json.dumps(media, ensure_ascii=False, default=str))
-            )
-        else:
-            release(session, slot)
+    the same request. Only while the key is still ours (a lapsed lease may have passed it on).
+    """
+    try:
+        with rt.db.write() as session:
+            if 200 <= status < 300:
+                session.execute(
+                    update(IdempotencyKey)
+                    .where(IdempotencyKey.lookup == slot.lookup,
+                           IdempotencyKey.state == "started",
+                           IdempotencyKey.owner == owner_id())
+                    .values(state="done", status=status,
+                            response=json.dumps(media, ensure_ascii=False, default=str))
+                )
+            else:
+                release(session, slot)
+    finally:
+        _let_go(slot)
 
 
 def release(session: Any, slot: Slot) -> None:
     session.execute(
         update(IdempotencyKey)
-        .where(IdempotencyKey.lookup == slot.lookup, IdempotencyKey.state == "started")
+        .where(IdempotencyKey.lookup == slot.lookup, IdempotencyKey.state == "started",
+               IdempotencyKey.owner == owner_id())
         .values(state="failed")
     )
 
@@ -190,17 +312,27 @@ async def idempotent(rt: Any, req: Any, resp: Any, scope: str, body: Any, work: 
         resp.media = got.media
         resp.set_header("Idempotent-Replayed", "true")
         return
+    keeper = asyncio.ensure_future(_keep_leased(rt, got))
     try:
         await work(got.request_key)
     except BaseException:
+        keeper.cancel()
         await run_sync(_release, rt, got)
         raise
+    keeper.cancel()
     await run_sync(finish, rt, got, _status(resp), resp.media)
 
 
 def _release(rt: Any, slot: Slot) -> None:
-    with rt.db.write() as session:
-        release(session, slot)
+    """Best effort (the database may be what failed): a key left started by this live
+    process is taken over by its next retry, since no request of ours holds it any more."""
+    try:
+        with rt.db.write() as session:
+            release(session, slot)
+    except Exception:
+        log.warning("Idempotency-Key %s not released", slot.lookup[:12], exc_info=True)
+    finally:
+        _let_go(slot)
 
 
 def _status(resp: Any) -> int:

@@ -8,6 +8,7 @@ a line with the time, level, logger, message and the request id of the request b
 from __future__ import annotations
 
 import contextvars
+import errno
 import json
 import logging
 from typing import Any
@@ -58,8 +59,15 @@ def setup(log_format: str = "text", level: int = logging.INFO) -> None:
 def plain_failure(exc: BaseException, config: Any) -> str | None:
     """One line for the failures an operator causes (a wrong URL, a database not migrated, a
     service down), with what to do; None for anything else (a bug: the traceback is wanted)."""
-    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+    from sqlalchemy.exc import DataError, DBAPIError, OperationalError, ProgrammingError
 
+    from gonglun.storage import StartupError, classify
+
+    if isinstance(exc, StartupError):
+        return str(exc)
+    failure = classify(exc)
+    if failure is not None:
+        return failure.line()
     text = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0][:200] if str(exc) \
         else type(exc).__name__
     lowered = text.lower()
@@ -67,9 +75,16 @@ def plain_failure(exc: BaseException, config: Any) -> str | None:
             m in lowered for m in ("no such table", "does not exist", "doesn't exist",
                                    "undefinedtable")):
         return f"the database is not migrated ({text}): run `gonglun migrate`"
+    if isinstance(exc, DataError) or isinstance(getattr(exc, "orig", exc), OverflowError):
+        return f"a value is out of range ({text}): check the numbers and dates given"
     if isinstance(exc, OperationalError | DBAPIError):
         return (f"cannot use the database ({text}): check database.url "
                 f"(GONGLUN_DATABASE_URL) and that the server runs")
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS,
+                                                  errno.ENOSPC):
+        return (f"cannot write {exc.filename or 'a file'} ({exc.strerror}): make the data "
+                f"folder (server.data_dir, GONGLUN_DATA_DIR) writable by this user, with space "
+                f"left")
     module = type(exc).__module__
     if module.startswith("redis"):
         return (f"cannot reach Redis ({text}): check redis.url (GONGLUN_REDIS_URL) and that "

@@ -13,6 +13,7 @@ docs/settings.md``, kept current by a test). Third-party plugins declare theirs 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,10 +40,12 @@ class Setting:
         t = self.type
         if t in ("str", "path", "url"):
             return isinstance(value, str)
-        if t == "int":
-            return isinstance(value, int) and not isinstance(value, bool)
-        if t == "float":
-            return isinstance(value, int | float) and not isinstance(value, bool)
+        if t == "int":  # what a database column and a C int hold
+            return isinstance(value, int) and not isinstance(value, bool) \
+                and abs(value) < 2**63
+        if t == "float":  # nan, inf and 1e999 (inf) make every duration overflow
+            return isinstance(value, int | float) and not isinstance(value, bool) \
+                and math.isfinite(value) and abs(value) < 2**63
         if t == "bool":
             return isinstance(value, bool)
         if t == "auto-bool":
@@ -157,7 +160,9 @@ CORE: tuple[Setting, ...] = (
       default=16),
     S("health.stale_s", "float", "a scheduler/worker silent this long is unhealthy", default=60),
     S("health.worker_beat_s", "float", "period of the workers' heartbeat job", default=15),
-    S("idempotency.lock_s", "float", "how long a request holds its Idempotency-Key", default=60),
+    S("idempotency.lock_s", "float", "lease of a request on its Idempotency-Key, renewed while "
+      "it runs; a dead owner's key is taken over at once on its machine, else when the lease "
+      "lapses", default=60),
     S("idempotency.keep_h", "float", "how long Idempotency-Keys are remembered", default=168),
 )
 

@@ -80,6 +80,8 @@ def list_users(session: Session, *, query: str | None = None, role: str | None =
 def find(session: Session, who: str | int) -> User:
     """A user by id or login."""
     if isinstance(who, int) or (isinstance(who, str) and who.isascii() and who.isdigit()):
+        if not 0 < int(who) <= 2**63 - 1:  # not an id any database holds
+            raise GonglunError("user.not_found", "用户不存在", status=404)
         return service.get_user(session, int(who))
     user = service.user_by_login(session, str(who))
     if user is None:
@@ -147,19 +149,45 @@ def audit_log(session: Session, *, target: int | None = None, limit: int = 100,
     return {"actions": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None}
 
 
-def parse_until(value: Any) -> dt.datetime | None:
-    """``None``/empty: permanent; ``7d``/``12h``/``30m``: from now; or an ISO time with zone."""
+#: The longest ban with an end: longer is "forever" (give no ``until``).
+MAX_BAN = dt.timedelta(days=100 * 366)
+_BAN_UNITS = {"d": 86400, "h": 3600, "m": 60}
+
+
+def parse_until(value: Any, *, now: dt.datetime | None = None) -> dt.datetime | None:
+    """``None``/empty: permanent; ``7d``/``12h``/``30m``: from now; or an ISO time with zone.
+
+    The end is in UTC, in the future and at most ``MAX_BAN`` away: huge counts, out-of-range
+    years and zones that push a time past year 9999 are a 400 ``user.invalid_ban``, never an
+    overflow later.
+    """
     if value in (None, "", "forever", "permanent"):
         return None
     text = str(value).strip()
-    units = {"d": 86400, "h": 3600, "m": 60}
-    if text[:-1].isdigit() and text[-1:] in units:
-        return utcnow() + dt.timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    now = now or utcnow()
+    limit = now + MAX_BAN
+    if text[:-1].isascii() and text[:-1].isdigit() and text[-1:] in _BAN_UNITS:
+        if len(text) > 12 or int(text[:-1]) * _BAN_UNITS[text[-1]] > MAX_BAN.total_seconds():
+            raise _bad_ban("封禁期限过长,最长 100 年;永久封禁请不填 until", limit)
+        if not int(text[:-1]):
+            raise _bad_ban("封禁期限须大于 0", limit)
+        return now + dt.timedelta(seconds=int(text[:-1]) * _BAN_UNITS[text[-1]])
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise GonglunError("user.invalid_ban", "封禁期限格式: 7d / 12h / 30m 或带时区的时间"
-                           ) from None
+        raise _bad_ban("封禁期限格式: 7d / 12h / 30m 或带时区的时间", limit) from None
     if when.tzinfo is None:
-        raise GonglunError("user.invalid_ban", "封禁截止时间须为带时区的时间")
+        raise _bad_ban("封禁截止时间须为带时区的时间", limit)
+    try:
+        when = when.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
+        raise _bad_ban("封禁截止时间超出范围", limit) from None
+    if when <= now:
+        raise _bad_ban("封禁截止时间须晚于现在", limit)
+    if when > limit:
+        raise _bad_ban("封禁期限过长,最长 100 年;永久封禁请不填 until", limit)
     return when
+
+
+def _bad_ban(msg: str, limit: dt.datetime) -> GonglunError:
+    return GonglunError("user.invalid_ban", msg, data={"latest": limit.isoformat()})

@@ -24,7 +24,9 @@ from gonglun.errors import GonglunError
 USER_ID = {"user_id": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
 BAN_SCHEMA = {"type": "object", "required": ["reason"], "properties": {
     "reason": {"type": "string", "minLength": 1, "maxLength": 255},
-    "until": {"type": "string", "description": "7d, 12h, 30m or an ISO time; absent: forever"}}}
+    "until": {"type": "string", "maxLength": 40,
+              "description": "7d, 12h, 30m or an ISO time with zone, in the future and at most "
+                             "100 years away (else 400 user.invalid_ban); absent: forever"}}}
 ROLE_SCHEMA = {"type": "object", "required": ["role"], "properties": {
     "role": {"type": "string", "enum": ["user", "admin", "superadmin"]}}}
 

@@ -65,7 +65,15 @@ async def _http_error(
 
 
 async def _unexpected(req: Any, resp: Any, ex: Exception, params: Any, ws: Any = None) -> None:
+    from gonglun.storage import classify
+
     rid = getattr(req.context, "request_id", "")
+    failure = classify(ex)
+    if failure is not None:  # the database is down, full or read-only: 503, said plainly
+        log.error("%s in %s %s (request %s): %s", failure.error_id, req.method, req.path, rid,
+                  failure.detail)
+        await _domain_error(req, resp, failure.error(), params, ws)
+        return
     log.exception("unhandled error in %s %s (request %s)", req.method, req.path, rid)
     if resp is None:
         await _close_ws(ws, 500)

@@ -414,9 +414,12 @@ def login_schema() -> dict[str, Any]:
     }
 
 
+class StorageProblem(Exception):
+    """The database check's failure, named as the API names it (``storage.read_only``...)."""
+
+
 def health_checks(rt: Any, checks: dict[str, Any]) -> dict[str, Any]:
     """The core's own health checks: database, Redis, broker."""
-    from sqlalchemy import text
 
     def probe(name: str, fn: Any) -> None:
         try:
@@ -426,9 +429,16 @@ def health_checks(rt: Any, checks: dict[str, Any]) -> dict[str, Any]:
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
     def db() -> dict[str, Any]:
-        with rt.db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return {"dialect": rt.db.dialect}
+        from gonglun.storage import classify, write_probe
+
+        try:  # a full or read-only database still answers SELECT 1: prove it takes writes
+            write_probe(rt)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None:
+                raise
+            raise StorageProblem(f"{failure.error_id}: {failure.detail}") from exc
+        return {"dialect": rt.db.dialect, "writable": True}
 
     def redis() -> dict[str, Any]:
         rt.redis.ping()

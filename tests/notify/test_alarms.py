@@ -118,3 +118,26 @@ def test_refund_abnormal_alarms_finance(notify_live: NotifyLive) -> None:
     assert [m["title"] for m in inbox] == ["系统告警: refund_abnormal"]
     assert "50300000012026113012345678901" in inbox[0]["body"]
     assert admin
+
+
+def test_an_alarm_nobody_can_receive_is_undelivered_and_doctor_says_why(
+        notify_live: NotifyLive) -> None:
+    """No admin: the alarm is recorded ``undelivered`` (not ``sent`` with no delivery), it
+    does not use the day's quota, and ``gonglun doctor`` warns; with an admin it is sent."""
+    from gonglun.doctor import run
+
+    live = notify_live
+    live.user("customer")  # not staff
+    for n in range(2):
+        fire_alarm(live, n, kind="reconciliation")
+    live.settle()
+    assert outcomes(live, "reconciliation") == ["undelivered", "undelivered"]
+    assert live.deliveries(scene="alarm") == []
+    found = {f.check: f for f in run(live.rt)}
+    assert found["admins"].level == "warning" and "no active admin" in found["admins"].message
+    live.user("ops", role="admin", phone="13900139001")
+    fire_alarm(live, 2, kind="reconciliation")
+    live.settle()
+    assert outcomes(live, "reconciliation")[-1] == "sent"
+    assert len(live.deliveries(scene="alarm", channel="inbox")) == 1
+    assert {f.check: f for f in run(live.rt)}["admins"].level == "ok"

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import update
 
 from gonglun.db import insert_ignore
-from gonglun.plugins.notify.counters import bump, day_of, now, take
+from gonglun.plugins.notify.counters import bump, day_of, give_back, now, take
 from gonglun.plugins.notify.models import Alarm
 from gonglun.plugins.notify.service import event_key, service
 
@@ -49,7 +49,8 @@ def rule_for(rt: Any, kind: str) -> AlarmRule:
 
 
 def raise_alarm(rt: Any, kind: str, message: str, data: dict[str, Any]) -> str:
-    """The ``alarm`` hook: answers counted, sent, suppressed or duplicate."""
+    """The ``alarm`` hook: answers counted, sent, undelivered (no admin, or no channel, to
+    receive it), suppressed or duplicate."""
     kind = str(kind)[:64] or "alarm"
     svc = service(rt)
     at = now(rt)
@@ -67,18 +68,21 @@ def raise_alarm(rt: Any, kind: str, message: str, data: dict[str, Any]) -> str:
         session.execute(update(Alarm).where(Alarm.key == key).values(number=count))
         if count % rule.threshold:
             return "counted"
-        sent = take(session, f"alarm_sent:{kind}:{day}", day, limit=rule.max_per_day, at=at)
-        outcome = "sent" if sent else "suppressed"
-        session.execute(update(Alarm).where(Alarm.key == key).values(outcome=outcome))
+        quota = f"alarm_sent:{kind}:{day}"
+        sent = take(session, quota, day, limit=rule.max_per_day, at=at)
         ids = svc.fan_out(session, "alarm", None, {
             "kind": kind, "message": str(message), "count": count, "day": day,
             "details": details[:1000],
         }, key) if sent else []
+        outcome = ("sent" if ids else "undelivered") if sent else "suppressed"
+        if outcome == "undelivered":  # nobody received it: it does not use the day's quota
+            give_back(session, quota)
+        session.execute(update(Alarm).where(Alarm.key == key).values(outcome=outcome))
     if not sent:
         log.warning("alarm %s (%s today) not sent: the daily maximum of %s is reached", kind,
                     count, rule.max_per_day)
     elif not ids:
-        log.error("alarm %s: nobody could be told (no active admin, or no alarm channel "
-                  "available): %s", kind, message)
+        log.error("alarm %s UNDELIVERED: nobody could be told (no active admin, or no alarm "
+                  "channel available; `gonglun doctor` says which): %s", kind, message)
     svc.enqueue(ids)
     return outcome

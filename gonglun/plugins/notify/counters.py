@@ -58,6 +58,12 @@ def take(session: Session, key: str, day: str, *, limit: int | None = None,
     return bool(session.connection().execute(statement, params).rowcount == 1)
 
 
+def give_back(session: Session, key: str) -> None:
+    """Undo one ``take`` of this transaction (what it admitted did not happen after all)."""
+    session.execute(_C.update().where(_C.c.key == key, _C.c.used > 0)
+                    .values(used=_C.c.used - 1))
+
+
 def bump(session: Session, key: str, day: str) -> int:
     """Count one under ``key`` and return the new count (the row stays locked to us until
     commit on PostgreSQL and MariaDB; SQLite writers are serialised)."""

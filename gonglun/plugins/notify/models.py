@@ -142,6 +142,7 @@ class Alarm(Base):
     data: Mapped[str] = mapped_column(Text, default="{}")
     #: Its number among the day's alarms of its kind (what the threshold counts).
     number: Mapped[int] = mapped_column(Integer, default=0)
-    #: counted (below the threshold), sent (admins notified), suppressed (daily maximum).
+    #: counted (below the threshold), sent (admins notified), undelivered (its turn, but no
+    #: active admin or no channel to receive it), suppressed (daily maximum).
     outcome: Mapped[str] = mapped_column(String(16), default="counted")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
