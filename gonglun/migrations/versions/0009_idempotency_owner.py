@@ -1,7 +1,7 @@
 """idempotency keys name the process holding them (released as soon as it is known dead)
 
-Revision ID: 0008_idempotency_owner
-Revises: 0007_accounts
+Revision ID: 0009_idempotency_owner
+Revises: 0008_scheduler
 Create Date: 2026-12-07
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0008_idempotency_owner'
-down_revision: str | None = '0007_accounts'
+revision: str = '0009_idempotency_owner'
+down_revision: str | None = '0008_scheduler'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
