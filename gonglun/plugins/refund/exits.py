@@ -8,8 +8,9 @@ conditional update of the refund row before any outside call:
 * staff exits (``manual``, ``retry``) first take the row's ``claim`` (``status = failed`` and no
   live claim): a second exit racing it answers 409 and calls nobody;
 * a manual payout then asks the channel (REF-27): paid there takes the channel exit, processing
-  there moves the refund back to waiting, no answer refuses; only an answer that the channel did
-  not pay (ABNORMAL, CLOSED, no such refund, Alipay's unsettled request) records the payout, on
+  there moves the refund back to waiting (Alipay's unsettled request: refused, the bank may
+  still pay it), no answer refuses; only an answer that the channel did
+  not pay (ABNORMAL, CLOSED, no such refund) records the payout, on
   condition that the claim is still this one;
 * a retry the channel accepts moves the refund back to ``wait_refund`` (the hold goes to the
   channel) on condition of its claim; refused, it gives the claim back;
@@ -200,9 +201,10 @@ def _query(rt: Any, info: dict[str, Any]) -> Any:
 
 
 def _not_paid(result: Any) -> bool:
-    """The channel says it did not, and will not, pay this refund out."""
-    return result.status in ("ABNORMAL", "CLOSED", "NOT_FOUND") or (
-        result.status == "PROCESSING" and not result.processing)
+    """The channel says it did not, and will not, pay this refund out. Alipay's request that
+    is known but not settled (``UNSETTLED``) is not such an answer: the bank may still pay it
+    (its settlement notifies), so a manual payout waits for the channel."""
+    return result.status in ("ABNORMAL", "CLOSED", "NOT_FOUND")
 
 
 def _pay() -> Any:
