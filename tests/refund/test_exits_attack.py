@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from gonglun.plugins.payment import get_channel
 from gonglun.plugins.refund.confirm import confirm_waiting
 from gonglun.plugins.refund.models import Refund
 from tests.payment.conftest import Live, wait_until
-from tests.refund.helpers import later, paid_channel, refund, refunds, state
+from tests.refund.helpers import later, paid_channel, refund, refunds, settle_wx, state
 
 MANUAL = {"action": "manual", "note": "已通过银行转账退还用户"}
 
@@ -59,3 +62,56 @@ def test_manual_payout_refused_while_alipay_still_has_the_refund_pending(live: L
     confirm_waiting(live.rt, "alipay", older_than_s=0)
     wait_until(lambda: state(live, payment["id"])[0] == "refund", what="paid by the channel")
     assert _payouts(live, row.refund_order) == ["channel:alipay"]
+
+
+def _alarmed(live: Live, refund_order: str) -> bool:
+    import json
+
+    from sqlalchemy import select
+
+    from gonglun.hooks.deferred import OutboxEvent
+
+    live.settle_outbox()
+    with live.rt.db.read() as session:
+        bodies = session.scalars(select(OutboxEvent.payload).where(OutboxEvent.hook == "alarm"))
+        return any(refund_order in json.dumps(json.loads(b)) for b in bodies)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a refund voided after a 5xx (WeChat SYSTEM_ERROR) and a query that did not find it yet is "
+    "final: the channel's later SUCCESS for it is applied as 'unchanged' (service._transition: "
+    "VOID), the payment stays 'ok' with nothing refunded and refundable again, no "
+    "alarm"))
+def test_channel_success_for_a_voided_refund_is_never_ignored(live: Live) -> None:
+    """WeChat answers 500 SYSTEM_ERROR (outcome unknown: WeChat's documentation says retry
+    with the same out_refund_no); our query right after finds no such refund yet, so the
+    refund is voided and the payment is refundable again. The request then lands at WeChat
+    (the same out_refund_no, the real SDK) and WeChat pays it and notifies SUCCESS. That
+    answer for a state already left must be compared: booked or alarmed, never dropped."""
+    _, cs = live.user("cs", role="admin")
+    _, headers = live.user("buyer")
+    payment = paid_channel(live, headers, "wxpay", 500)
+    live.sb.post("/sandbox/faults", json={"channel": "wxpay", "next_refund": "SYSTEM_ERROR"})
+    first = refund(live, payment, cs, amount=500, way="admin", reason="退款")
+    assert first.status_code == 502, first.text
+    [row] = refunds(live, Refund.payment_id == payment["id"])
+    assert row.status == 4 and state(live, payment["id"])[0] == "ok"  # void, refundable again
+    # The first request reaches WeChat after all: the channel pays it and notifies.
+    late = get_channel(live.rt, "wxpay").refund(payment, row.refund_order, 500, "退款")
+    assert late.status == "PROCESSING", late
+    settle_wx(live, row.refund_order)
+    wait_until(lambda: _notice_seen(live, payment["payment_order"]), what="the SUCCESS notice")
+    # The money left: the payment is refunded, or at the very least someone is told.
+    assert state(live, payment["id"])[0] == "refund" or _alarmed(live, row.refund_order)
+
+
+def _notice_seen(live: Live, payment_order: str) -> list[str]:
+    """The outcomes of the channel's refund notices for the trade."""
+    from sqlalchemy import select
+
+    from gonglun.plugins.payment.models import ChannelNotification
+
+    n = ChannelNotification
+    with live.rt.db.read() as session:
+        return list(session.scalars(select(n.outcome).where(
+            n.payment_order == payment_order, n.outcome.like("refund:%"))))
