@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
+from gonglun.ledger import run_audit
 from gonglun.plugins.payment import get_channel
 from gonglun.plugins.refund.confirm import confirm_waiting
 from gonglun.plugins.refund.models import Refund
 from tests.payment.conftest import Live, wait_until
 from tests.refund.helpers import later, paid_channel, refund, refunds, settle_wx, state
+from tests.refund.test_exits import cli_audit
 
 MANUAL = {"action": "manual", "note": "已通过银行转账退还用户"}
 
@@ -77,11 +79,6 @@ def _alarmed(live: Live, refund_order: str) -> bool:
         return any(refund_order in json.dumps(json.loads(b)) for b in bodies)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a refund voided after a 5xx (WeChat SYSTEM_ERROR) and a query that did not find it yet is "
-    "final: the channel's later SUCCESS for it is applied as 'unchanged' (service._transition: "
-    "VOID), the payment stays 'ok' with nothing refunded and refundable again, no "
-    "alarm"))
 def test_channel_success_for_a_voided_refund_is_never_ignored(live: Live) -> None:
     """WeChat answers 500 SYSTEM_ERROR (outcome unknown: WeChat's documentation says retry
     with the same out_refund_no); our query right after finds no such refund yet, so the
@@ -101,8 +98,46 @@ def test_channel_success_for_a_voided_refund_is_never_ignored(live: Live) -> Non
     assert late.status == "PROCESSING", late
     settle_wx(live, row.refund_order)
     wait_until(lambda: _notice_seen(live, payment["payment_order"]), what="the SUCCESS notice")
-    # The money left: the payment is refunded, or at the very least someone is told.
-    assert state(live, payment["id"])[0] == "refund" or _alarmed(live, row.refund_order)
+    # The money left: the refund is taken back up (reversal restored), finance is told, the
+    # order cannot be refunded a second time, and the books hold.
+    [seen] = _notice_seen(live, payment["payment_order"])
+    assert seen.endswith("refund:refunded"), seen
+    assert state(live, payment["id"])[0] == "refund"
+    [row] = refunds(live, Refund.payment_id == payment["id"])
+    assert (row.status, row.paid_by) == (1, "channel")
+    assert _alarmed(live, row.refund_order)
+    again = refund(live, payment, cs, amount=500, way="admin", reason="再退一次")
+    assert again.status_code == 409, again.text
+    assert run_audit(live.rt) == []
+
+
+def test_channel_success_for_a_voided_number_after_another_refund_is_paid_twice(
+        live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    """The voided number is paid by the channel after the payment was refunded again under a
+    new number: the buyer got the money twice. Booked, alarmed, a reconciliation item, and
+    ``gonglun audit`` fails naming the order until staff resolve it."""
+    _, cs = live.user("cs", role="admin")
+    _, headers = live.user("buyer")
+    payment = paid_channel(live, headers, "wxpay", 600)
+    live.sb.post("/sandbox/faults", json={"channel": "wxpay", "next_refund": "SYSTEM_ERROR"})
+    assert refund(live, payment, cs, amount=300, way="admin", reason="退款").status_code == 502
+    [voided] = refunds(live, Refund.payment_id == payment["id"])
+    second = refund(live, payment, cs, amount=300, way="admin", reason="再次退款")
+    assert second.status_code == 201, second.text
+    newer = [r for r in refunds(live, Refund.payment_id == payment["id"]) if r.id != voided.id]
+    settle_wx(live, newer[0].refund_order)
+    wait_until(lambda: state(live, payment["id"])[0] == "refund", what="the second refund")
+    late = get_channel(live.rt, "wxpay").refund(payment, voided.refund_order, 300, "退款")
+    assert late.status == "PROCESSING", late
+    settle_wx(live, voided.refund_order)
+    wait_until(lambda: any(o.endswith("refund:paid_twice")
+                           for o in _notice_seen(live, payment["payment_order"])),
+               what="the old number's SUCCESS compared")
+    assert _alarmed(live, voided.refund_order)
+    problems = run_audit(live.rt)
+    assert any(payment["payment_order"] in str(p) for p in problems), problems
+    code, out = cli_audit(live, capsys)
+    assert code == 1 and payment["payment_order"] in out, out
 
 
 def _notice_seen(live: Live, payment_order: str) -> list[str]:

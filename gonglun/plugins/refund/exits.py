@@ -153,9 +153,11 @@ def resume(rt: Any, session: Any, row: Refund, *, token: str | None) -> bool:
         "channel_status": "PROCESSING"}, "wait_refund", "渠道重新退款")
 
 
-def paid_twice(rt: Any, session: Any, row: Refund, result: Any) -> str:
-    """The channel paid a refund staff had already paid by hand: the money left twice. Booked
-    once (its key), alarmed and opened in reconciliation for staff to recover."""
+def paid_twice(rt: Any, session: Any, row: Refund, result: Any, *,
+               why: str = "已人工退款") -> str:
+    """The channel paid a refund that was already paid otherwise (by hand; or its number was
+    voided and the payment refunded again): the money left twice. Booked once (its key),
+    alarmed and opened in reconciliation for staff to recover."""
     from gonglun.ledger import transfer
     from gonglun.plugins.payment.models import ReconItem
     from gonglun.plugins.payment.money import SHANGHAI
@@ -163,7 +165,7 @@ def paid_twice(rt: Any, session: Any, row: Refund, result: Any) -> str:
     amount = result.amount if isinstance(result.amount, int) and result.amount > 0 else row.amount
     booked = transfer(rt, session, debit=RECOVER, credit=f"channel:{row.method}",
                       amount=amount, code=TWICE, key=f"{TWICE}:{row.refund_order}",
-                      ref=row.refund_order, remark="人工退款后渠道也已退款: 重复退款,待追回")
+                      ref=row.refund_order, remark=f"{why}, 渠道也已退款: 重复退款,待追回"[:255])
     row.channel_status, row.updated_at = "SUCCESS", utcnow()
     if not booked.created:
         return "paid_twice"
@@ -174,13 +176,61 @@ def paid_twice(rt: Any, session: Any, row: Refund, result: Any) -> str:
         "local_amount": row.amount, "channel_amount": amount, "local_state": "refund",
         "channel_state": "SUCCESS", "status": "open", "created_at": now})
     rt.hooks.defer(session, "alarm", key=f"alarm:{TWICE}:{row.refund_order}", kind=TWICE,
-                   message=f"重复退款: 订单 {row.payment_order} 已人工退款, 渠道也退款成功 "
+                   message=f"重复退款: 订单 {row.payment_order} {why}, 渠道也退款成功 "
                            f"{amount} 分, 请向用户追回",
                    data={"payment_order": row.payment_order, "refund_order": row.refund_order,
                          "payment_id": row.payment_id, "amount": amount,
                          "channel": row.method})
-    log.error("refund %s paid twice (by hand and by %s)", row.refund_order, row.method)
+    log.error("refund %s paid twice (%s, and by %s)", row.refund_order, why, row.method)
     return "paid_twice"
+
+
+def after_void(rt: Any, session: Any, row: Refund, payment: Any, result: Any) -> str:
+    """The channel paid (or is paying) a refund we had voided (no answer, then a query that did
+    not find it yet): the answer is compared, never dropped. While the payment is still ``ok``
+    with no other refund, the refund is taken back up (its reversal restored, the payment
+    ``refund`` or ``wait_refund``) and finance is told; otherwise the payment was refunded
+    again under another number and, once the channel says SUCCESS, the money left twice."""
+    from gonglun.plugins.payment import Payment
+    from gonglun.plugins.refund import service
+
+    paid = result.status == "SUCCESS"
+    now = utcnow()
+    try:
+        with session.begin_nested():
+            taken = session.execute(
+                update(Payment)
+                .where(Payment.id == row.payment_id, Payment.state == "ok",
+                       Payment.refund_order.is_(None))
+                .values(state="refund" if paid else "wait_refund",
+                        refund_order=row.refund_order, refund_time=now,
+                        refund_reason=row.reason, version=Payment.version + 1)
+                .execution_options(synchronize_session=False)).rowcount
+            if taken:
+                service.rebook(rt, session, row)
+    except GonglunError as exc:  # a wallet that cannot cover the reversal: money left anyway
+        log.warning("refund %s: paid after void, reversal refused: %s", row.refund_order, exc)
+        taken = 0
+    if not taken:
+        return paid_twice(rt, session, row, result, why="退款单曾作废且订单已另行退款") \
+            if paid else "unchanged"
+    row.status = SUCCESS if paid else REFUNDING
+    row.paid_by = "channel" if paid else None
+    row.channel_status, row.updated_at, row.checks = result.status, now, 0
+    if result.refund_id:
+        row.channel_refund_id = str(result.refund_id)[:64]
+    if paid:
+        row.success_time, row.success = now, service.dumps(result.raw)
+    if not service._deferred(session, row):
+        service._ok(rt, session, row)
+    rt.hooks.defer(session, "alarm", key=f"alarm:refund_after_void:{row.refund_order}",
+                   kind="refund_after_void",
+                   message=f"已作废的退款 {row.refund_order} 渠道仍受理/退款成功, 已恢复为退款 "
+                           f"(订单 {row.payment_order})",
+                   data={"payment_order": row.payment_order, "refund_order": row.refund_order,
+                         "payment_id": row.payment_id, "amount": row.amount,
+                         "channel": row.method, "status": result.status})
+    return "refunded" if paid else "processing"
 
 
 # -- staff exits -----------------------------------------------------------------------------

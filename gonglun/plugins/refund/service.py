@@ -260,6 +260,26 @@ def _unbook(rt: Any, session: Any, row: Refund) -> None:
     row.booked = False
 
 
+def rebook(rt: Any, session: Any, row: Refund) -> None:
+    """A voided refund the channel paid after all: every ``refund_void`` transfer of it is
+    undone (``refund_rebook``: the reversal stands again) and ``refund_amount`` restored."""
+    from gonglun.ledger import Move, Transfer, transfer_many, transfers_by_key
+    from gonglun.plugins.payment import Payment
+
+    if row.booked:
+        return
+    keys = list(session.scalars(select(Transfer.idempotency_key).where(
+        Transfer.idempotency_key.like(f"refund_void:refund:{row.refund_order}:%"))))
+    moves = [Move(t.credit, t.debit, t.amount, VOID_CODE, f"refund_rebook:{t.key}", t.ref,
+                  "作废的退款渠道已退款,恢复") for t in transfers_by_key(session, keys)]
+    transfer_many(rt, session, moves)
+    session.execute(
+        update(Payment).where(Payment.id == row.payment_id)
+        .values(refund_amount=Payment.refund_amount + row.amount)
+        .execution_options(synchronize_session=False))
+    row.booked = True
+
+
 def _hold(rt: Any, session: Any, row: Refund, remark: str) -> None:
     """A refund the channel could not pay out: its money back from the channel's clearing
     account into ``escrow``, held under the refund number for a manual payout or a retry."""
@@ -374,6 +394,8 @@ def _transition(rt: Any, session: Any, row: Refund, payment: Any, result: Any,
 
     if row.status == SUCCESS and result.status == "SUCCESS" and row.paid_by == "manual":
         return exits.paid_twice(rt, session, row, result), False  # never "unchanged"
+    if row.status == VOID and (result.status == "SUCCESS" or result.processing):
+        return exits.after_void(rt, session, row, payment, result), False  # compared
     if row.status in (SUCCESS, VOID):
         return "unchanged", False
     if row.status == FAILED:
