@@ -96,8 +96,24 @@ def _started(pid: int) -> str | None:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rpartition(")")[2].split()
     except OSError:
-        return None
+        return _unseen(pid)
     return None if fields[0] in ("Z", "X") else fields[19]
+
+
+#: A process that exists but that /proc will not show us (``hidepid``, another user): alive.
+UNSEEN = "unseen"
+
+
+def _unseen(pid: int) -> str | None:
+    """/proc has no entry: gone, or hidden from us. ``kill(pid, 0)`` (which hidepid does not
+    affect) tells which; a process we may not look at is taken as alive."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:
+        return UNSEEN
+    return UNSEEN
 
 
 MACHINE = _machine()
@@ -128,7 +144,8 @@ def owner_dead(owner: str | None, lookup: str) -> bool:
     if owner == owner_id():
         with _RUNNING_LOCK:
             return lookup not in _RUNNING
-    return _started(int(pid_text)) != started
+    now = _started(int(pid_text))
+    return now is None or (now != UNSEEN and now != started)
 
 
 @dataclass(frozen=True)

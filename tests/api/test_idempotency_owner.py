@@ -5,11 +5,13 @@ the same database; the retries go through HTTP."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from typing import Any
 
+import pytest
 from falcon import testing
 
 from gonglun.api import create_app
@@ -93,3 +95,28 @@ def test_a_key_this_process_failed_to_release_is_taken_over(rt: Any) -> None:
         rt.db.dispose()
         rt.db = saved
     assert post(client, token, "orphan-1").json.get("error") != "idempotency.in_progress"
+
+
+def test_an_owner_hidden_by_proc_is_alive_and_a_gone_one_dead(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With /proc mounted ``hidepid=2`` another user's process has no entry: it must not be
+    taken for dead (its key would be taken over while it still runs); ``kill(pid, 0)`` says."""
+    import builtins
+
+    from gonglun import idempotency
+
+    if not idempotency.MACHINE:
+        pytest.skip("no machine id here")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    real_open = builtins.open
+
+    def hidden(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(path).startswith("/proc/") and str(path).endswith("/stat"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", hidden)
+    alive = f"{idempotency.MACHINE}:{os.getppid()}:12345"
+    assert not idempotency.owner_dead(alive, "k")
+    assert idempotency.owner_dead(f"{idempotency.MACHINE}:{gone.pid}:12345", "k")
