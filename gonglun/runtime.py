@@ -84,7 +84,9 @@ class Runtime:
         for module in self.model_modules():
             importlib.import_module(module)
 
-    def _after_rollback(self, session: Any, _previous: Any) -> None:
+    def _after_rollback(self, session: Any, previous: Any) -> None:
+        if previous.nested:  # a savepoint: the enclosing transaction's keys still stand
+            return
         self.outbox.after_rollback(session)
 
     # -- plugins' contributions --------------------------------------------------------------

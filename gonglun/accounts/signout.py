@@ -45,6 +45,8 @@ class SignOutNotices:
         event.listen(factory, "after_commit", self.after_commit)
 
     def after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():  # a savepoint released: wait for the commit
+            return
         for user_id in session.info.pop(SIGNED_OUT, None) or ():
             try:
                 self.rt.redis.publish(channel(self.rt, user_id), "signed_out")

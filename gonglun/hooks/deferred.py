@@ -159,7 +159,10 @@ class Outbox:
         session.info.setdefault(SESSION_KEYS, []).extend(r["key"] for r in rows)
 
     def after_commit(self, session: Session) -> None:
-        """Session hook: hand the committed keys to the broker; failures wait for the sweeper."""
+        """Session hook: hand the committed keys to the broker; failures wait for the sweeper.
+        A savepoint's release fires it too (SQLAlchemy): its keys wait for the real commit."""
+        if session.in_nested_transaction():
+            return
         keys = session.info.pop(SESSION_KEYS, None)
         if keys:
             self.send(keys)

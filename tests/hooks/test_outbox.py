@@ -80,6 +80,30 @@ def test_rollback_writes_and_sends_nothing(rt: Any) -> None:
     assert state_of(rt, "gone") is None
 
 
+def test_savepoints_hand_nothing_over_before_the_commit(rt: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A savepoint released or rolled back inside the business transaction neither sends its
+    keys early (the worker would find no committed row) nor drops the transaction's own."""
+    calls: list[dict[str, Any]] = []
+    rt.pm.register(recorder(calls), "recorder")
+    sent: list[list[str]] = []
+    real = rt.outbox.send
+    monkeypatch.setattr(rt.outbox, "send", lambda keys: sent.append(list(keys)) or real(keys))
+    with rt.db.write() as session:
+        rt.hooks.defer(session, "balance_changed", key="outer", posting={"user_id": 1})
+        with session.begin_nested():
+            rt.hooks.defer(session, "balance_changed", key="inner", posting={"user_id": 2})
+        with pytest.raises(ZeroDivisionError), session.begin_nested():
+            rt.hooks.defer(session, "balance_changed", key="undone", posting={"user_id": 3})
+            1 / 0  # noqa: B018
+        assert sent == []  # nothing leaves before the commit
+    assert sorted(k for keys in sent for k in keys if k != "undone") == ["inner", "outer"]
+    drain(rt)
+    assert sorted(c["user_id"] for c in calls) == [1, 2]
+    assert (state_of(rt, "outer"), state_of(rt, "inner"), state_of(rt, "undone")) == (
+        "done", "done", None)
+
+
 def test_same_key_is_one_event(rt: Any) -> None:
     calls: list[dict[str, Any]] = []
     rt.pm.register(recorder(calls), "recorder")

@@ -187,14 +187,23 @@ def paid_twice(rt: Any, session: Any, row: Refund, result: Any, *,
 
 def after_void(rt: Any, session: Any, row: Refund, payment: Any, result: Any) -> str:
     """The channel paid (or is paying) a refund we had voided (no answer, then a query that did
-    not find it yet): the answer is compared, never dropped. While the payment is still ``ok``
-    with no other refund, the refund is taken back up (its reversal restored, the payment
-    ``refund`` or ``wait_refund``) and finance is told; otherwise the payment was refunded
-    again under another number and, once the channel says SUCCESS, the money left twice."""
+    not find it yet): the answer is compared, never dropped. Still processing there: finance is
+    told. Paid: while the payment is still ``ok`` with no other refund, the refund is taken
+    back up (its reversal restored, the payment ``refund``) and finance is told; otherwise the
+    payment was refunded again under another number and the money left twice."""
     from gonglun.plugins.payment import Payment
     from gonglun.plugins.refund import service
 
     paid = result.status == "SUCCESS"
+    info = {"payment_order": row.payment_order, "refund_order": row.refund_order,
+            "payment_id": row.payment_id, "amount": row.amount, "channel": row.method,
+            "status": result.status}
+    if not paid:  # accepted late: told now, taken up when it is paid
+        rt.hooks.defer(session, "alarm", key=f"alarm:refund_after_void:{row.refund_order}",
+                       kind="refund_after_void", data=info,
+                       message=f"已作废的退款 {row.refund_order} 渠道仍在受理 "
+                               f"(订单 {row.payment_order}), 勿重复退款")
+        return "unchanged"
     now = utcnow()
     try:
         with session.begin_nested():
@@ -202,8 +211,7 @@ def after_void(rt: Any, session: Any, row: Refund, payment: Any, result: Any) ->
                 update(Payment)
                 .where(Payment.id == row.payment_id, Payment.state == "ok",
                        Payment.refund_order.is_(None))
-                .values(state="refund" if paid else "wait_refund",
-                        refund_order=row.refund_order, refund_time=now,
+                .values(state="refund", refund_order=row.refund_order, refund_time=now,
                         refund_reason=row.reason, version=Payment.version + 1)
                 .execution_options(synchronize_session=False)).rowcount
             if taken:
@@ -212,25 +220,19 @@ def after_void(rt: Any, session: Any, row: Refund, payment: Any, result: Any) ->
         log.warning("refund %s: paid after void, reversal refused: %s", row.refund_order, exc)
         taken = 0
     if not taken:
-        return paid_twice(rt, session, row, result, why="退款单曾作废且订单已另行退款") \
-            if paid else "unchanged"
-    row.status = SUCCESS if paid else REFUNDING
-    row.paid_by = "channel" if paid else None
-    row.channel_status, row.updated_at, row.checks = result.status, now, 0
+        return paid_twice(rt, session, row, result, why="退款单曾作废且订单已另行退款")
+    row.status, row.paid_by, row.checks = SUCCESS, "channel", 0
+    row.channel_status, row.updated_at, row.success_time = "SUCCESS", now, now
+    row.success = service.dumps(result.raw)
     if result.refund_id:
         row.channel_refund_id = str(result.refund_id)[:64]
-    if paid:
-        row.success_time, row.success = now, service.dumps(result.raw)
     if not service._deferred(session, row):
         service._ok(rt, session, row)
-    rt.hooks.defer(session, "alarm", key=f"alarm:refund_after_void:{row.refund_order}",
-                   kind="refund_after_void",
-                   message=f"已作废的退款 {row.refund_order} 渠道仍受理/退款成功, 已恢复为退款 "
-                           f"(订单 {row.payment_order})",
-                   data={"payment_order": row.payment_order, "refund_order": row.refund_order,
-                         "payment_id": row.payment_id, "amount": row.amount,
-                         "channel": row.method, "status": result.status})
-    return "refunded" if paid else "processing"
+    rt.hooks.defer(session, "alarm", key=f"alarm:refund_after_void:paid:{row.refund_order}",
+                   kind="refund_after_void", data=info,
+                   message=f"已作废的退款 {row.refund_order} 渠道已退款成功, 已恢复为退款 "
+                           f"(订单 {row.payment_order})")
+    return "refunded"
 
 
 # -- staff exits -----------------------------------------------------------------------------

@@ -243,41 +243,38 @@ def _book(rt: Any, session: Any, row: Refund) -> None:
 def _unbook(rt: Any, session: Any, row: Refund) -> None:
     """The channel never paid: every reversal transfer of the refund is undone exactly (the
     same accounts the other way, code ``refund_void``) and ``refund_amount`` restored."""
-    from gonglun.ledger import Move, Transfer, transfer_many, transfers_by_key
-    from gonglun.plugins.payment import Payment
-
-    if not row.booked:
-        return
-    keys = list(session.scalars(select(Transfer.idempotency_key).where(
-        Transfer.idempotency_key.like(f"refund:{row.refund_order}:%"))))
-    moves = [Move(t.credit, t.debit, t.amount, VOID_CODE, f"refund_void:{t.key}", t.ref,
-                  "退款未成功,撤回") for t in transfers_by_key(session, keys)]
-    transfer_many(rt, session, moves)
-    session.execute(
-        update(Payment).where(Payment.id == row.payment_id)
-        .values(refund_amount=Payment.refund_amount - row.amount)
-        .execution_options(synchronize_session=False))
-    row.booked = False
+    if row.booked:
+        _invert(rt, session, row, f"refund:{row.refund_order}:", "refund_void:",
+                "退款未成功,撤回", -row.amount)
+        row.booked = False
 
 
 def rebook(rt: Any, session: Any, row: Refund) -> None:
     """A voided refund the channel paid after all: every ``refund_void`` transfer of it is
-    undone (``refund_rebook``: the reversal stands again) and ``refund_amount`` restored."""
+    undone (keys ``refund_rebook:…``: the reversal stands again) and ``refund_amount``
+    counted again."""
+    if not row.booked:
+        _invert(rt, session, row, f"refund_void:refund:{row.refund_order}:", "refund_rebook:",
+                "作废的退款渠道已退款,恢复", row.amount)
+        row.booked = True
+
+
+def _invert(rt: Any, session: Any, row: Refund, keys_from: str, prefix: str, remark: str,
+            change: int) -> None:
+    """Each transfer whose key starts with ``keys_from`` the other way (its key behind
+    ``prefix``), and ``refund_amount`` moved by ``change``."""
     from gonglun.ledger import Move, Transfer, transfer_many, transfers_by_key
     from gonglun.plugins.payment import Payment
 
-    if row.booked:
-        return
     keys = list(session.scalars(select(Transfer.idempotency_key).where(
-        Transfer.idempotency_key.like(f"refund_void:refund:{row.refund_order}:%"))))
-    moves = [Move(t.credit, t.debit, t.amount, VOID_CODE, f"refund_rebook:{t.key}", t.ref,
-                  "作废的退款渠道已退款,恢复") for t in transfers_by_key(session, keys)]
-    transfer_many(rt, session, moves)
+        Transfer.idempotency_key.like(f"{keys_from}%"))))
+    transfer_many(rt, session, [Move(t.credit, t.debit, t.amount, VOID_CODE,
+                                     f"{prefix}{t.key}", t.ref, remark)
+                                for t in transfers_by_key(session, keys)])
     session.execute(
         update(Payment).where(Payment.id == row.payment_id)
-        .values(refund_amount=Payment.refund_amount + row.amount)
+        .values(refund_amount=Payment.refund_amount + change)
         .execution_options(synchronize_session=False))
-    row.booked = True
 
 
 def _hold(rt: Any, session: Any, row: Refund, remark: str) -> None:
