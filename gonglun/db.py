@@ -45,6 +45,16 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        # MySQL/MariaDB's DATETIME keeps whole seconds unless told otherwise: a row read back
+        # would then disagree with the answer made from it (a replayed transfer, an ordering by
+        # time). Every database keeps microseconds, as PostgreSQL and SQLite do.
+        if dialect.name == "mysql":
+            from sqlalchemy.dialects.mysql import DATETIME
+
+            return dialect.type_descriptor(DATETIME(fsp=6))
+        return dialect.type_descriptor(self.impl_instance)
+
     def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is None:
             return None

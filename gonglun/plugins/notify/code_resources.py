@@ -33,7 +33,7 @@ class Codes:
         from gonglun.accounts.throttle import address_bucket
         from gonglun.kv import RateLimiter
 
-        limiter = RateLimiter(self.rt.redis, self.rt.keys, algorithm="fixed", fail_open=False)
+        limiter = RateLimiter(self.rt.redis, self.rt.keys, fail_open=False)
         limiter.require(f"notify_code:{address_bucket(ip)}",
                         int(self.rt.config.get("notify.code_ip_limit", 10)),
                         float(self.rt.config.get("notify.code_ip_window_s", 3600)),

@@ -212,7 +212,8 @@ class Lookup:
         if isinstance(order, int) and not isinstance(order, bool):
             order = str(order)
         order = ascii_ref(order, error="payment.invalid_ref", msg="订单号必须是数字")
-        limiter = RateLimiter(self.rt.redis, self.rt.keys, algorithm="fixed")
+        # Exact: a fixed window would let a second lookup through across a window edge.
+        limiter = RateLimiter(self.rt.redis, self.rt.keys, algorithm="log")
         await run_sync(limiter.require, f"payment_query:{client_ip(req)}", 1, 5.0,
                        error="payment.lookup_rate_limited", msg="查询过于频繁,请5秒后再试")
         _, data = await run_sync(_visible, self.rt, order, req.context.user)
