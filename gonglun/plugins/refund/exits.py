@@ -226,8 +226,7 @@ def after_void(rt: Any, session: Any, row: Refund, payment: Any, result: Any) ->
     row.success = service.dumps(result.raw)
     if result.refund_id:
         row.channel_refund_id = str(result.refund_id)[:64]
-    if not service._deferred(session, row):
-        service._ok(rt, session, row)
+    service.announce_ok(rt, session, row)
     rt.hooks.defer(session, "alarm", key=f"alarm:refund_after_void:paid:{row.refund_order}",
                    kind="refund_after_void", data=info,
                    message=f"已作废的退款 {row.refund_order} 渠道已退款成功, 已恢复为退款 "

@@ -175,7 +175,7 @@ def _claim(rt: Any, payment_id: int, amount: int, way: str, reason: str, ask: ch
             _book(rt, session, row)
             if to == "refund":
                 row.success_time = now
-                _ok(rt, session, row)
+                announce_ok(rt, session, row)
             data = snapshot(session, payment_id, row)
     except GonglunError as exc:
         if exc.error == "ledger.insufficient_balance":  # REF-08: never the platform's loss
@@ -413,15 +413,13 @@ def _transition(rt: Any, session: Any, row: Refund, payment: Any, result: Any,
         _to(session, row, payment, "refund")
         row.status, row.success_time, row.checks, row.paid_by = SUCCESS, now, 0, "channel"
         row.success = dumps(result.raw)
-        if not _deferred(session, row):
-            _ok(rt, session, row)
+        announce_ok(rt, session, row)
         return "refunded", False
     if status == "PROCESSING":
         row.success = dumps(result.raw)
         if source == "query":
             return _checked(rt, session, row, payment, result), False
-        if not _deferred(session, row):
-            _ok(rt, session, row)  # CORE-11 for an accepted refund (REF-11, REF-13)
+        announce_ok(rt, session, row)  # CORE-11 for an accepted refund (REF-11, REF-13)
         return "processing", False
     if status in ("ABNORMAL", "FAILED") or (status == "CLOSED" and (
             accepted_before or source in ("query", "notice"))):
@@ -526,19 +524,17 @@ def _to(session: Any, row: Refund, payment: Any, state: str) -> None:
         .execution_options(synchronize_session=False))
 
 
-def _deferred(session: Any, row: Refund) -> bool:
+def announce_ok(rt: Any, session: Any, row: Refund) -> None:
+    """CORE-11 after commit (counters, notices, logs), once per refund number: a refund
+    accepted, then paid, or taken back up after a void is announced a single time."""
     from gonglun.hooks.deferred import OutboxEvent
-
-    return session.scalar(select(OutboxEvent.id).where(
-        OutboxEvent.key == f"refund_ok:{row.refund_order}")) is not None
-
-
-def _ok(rt: Any, session: Any, row: Refund) -> None:
-    """CORE-11 after commit (counters, notices, logs), once per refund number."""
     from gonglun.plugins.payment import Payment, payment_dict
 
+    key = f"refund_ok:{row.refund_order}"
+    if session.scalar(select(OutboxEvent.id).where(OutboxEvent.key == key)) is not None:
+        return
     payment = session.get(Payment, row.payment_id, populate_existing=True)
-    rt.hooks.defer(session, "refund_ok", key=f"refund_ok:{row.refund_order}",
+    rt.hooks.defer(session, "refund_ok", key=key,
                    refund=refund_dict(row), payment=payment_dict(payment))
 
 
@@ -556,8 +552,7 @@ def _fail(rt: Any, session: Any, row: Refund, payment: Any, result: Any, why: st
     session.execute(update(Payment).where(Payment.id == row.payment_id).values(
         meta=_meta_with(payment, fail=why[:255], fail_time=utcnow().isoformat()))
         .execution_options(synchronize_session=False))
-    if not _deferred(session, row):
-        _ok(rt, session, row)
+    announce_ok(rt, session, row)
     from gonglun.plugins.payment import payment_dict
 
     fresh = session.get(Payment, row.payment_id, populate_existing=True)
