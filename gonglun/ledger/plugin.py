@@ -11,6 +11,7 @@ from typing import Any
 
 from gonglun.api.routes import responds
 from gonglun.api.util import client_ip, json_body, ok, query_int, run_sync
+from gonglun.db import utcnow
 from gonglun.errors import GonglunError
 from gonglun.hooks import hookimpl
 from gonglun.ledger import adjust
@@ -192,8 +193,6 @@ def cmd_ledger_transfers(rt: Any, args: argparse.Namespace) -> int:
 
 def cmd_ledger_adjust(rt: Any, args: argparse.Namespace) -> int:
     """``gonglun ledger adjust USER AMOUNT --reason R [--key K] [--allow-negative] [--by S]``."""
-    import uuid
-
     from gonglun.accounts.admin import find
     from gonglun.admin_cli import actor
     from gonglun.cli import _ensure_schema
@@ -207,13 +206,23 @@ def cmd_ledger_adjust(rt: Any, args: argparse.Namespace) -> int:
         raise GonglunError("ledger.invalid_amount", "金额必须是整数(分),正数增加、负数扣减",
                            data={"field": "amount"})
     adj = adjust.parse({"user_id": user_id, "amount": int(text), "reason": args.reason,
-                        "key": args.key or f"cli-{uuid.uuid4().hex}",
+                        "key": args.key or _default_key(user_id, int(text), args.reason),
                         "allow_negative": args.allow_negative})
     who = actor()
     view, created = adjust.adjust(rt, adj, actor=(by, who[1], who[2]), console=by is None)
     print(json.dumps({"adjustment": view, "created": created,
                       "balance": view["balance_after"]}, ensure_ascii=False, indent=2))
     return 0
+
+
+def _default_key(user_id: int, amount: int, reason: Any) -> str:
+    """A rerun of the same command (after a timeout, an unclear answer) is a replay, not a
+    second credit: the default key is the adjustment's own content and its UTC day."""
+    import hashlib
+
+    day = utcnow().strftime("%Y%m%d")
+    digest = hashlib.sha256(f"{user_id}|{amount}|{reason}|{day}".encode()).hexdigest()[:32]
+    return f"cli-{day}-{digest}"
 
 
 def _ledger_args(parser: argparse.ArgumentParser) -> None:
@@ -234,8 +243,10 @@ def _ledger_args(parser: argparse.ArgumentParser) -> None:
     adj.add_argument("user", help="user id or login")
     adj.add_argument("amount", help="signed fen: 300 credits the user, -300 debits")
     adj.add_argument("--reason", required=True, help="why (plain text, 1-200 characters)")
-    adj.add_argument("--key", help="idempotency key: a rerun with it moves nothing "
-                     "(default: a new key, a new adjustment each run)")
+    adj.add_argument("--key", help="idempotency key: a rerun with it moves nothing (default: "
+                     "user, amount, reason and UTC day, so the same command rerun the same day "
+                     "after a timeout moves nothing; give distinct keys for two alike "
+                     "adjustments on one day)")
     adj.add_argument("--allow-negative", action="store_true",
                      help="let a debit leave the wallet below zero")
     adj.add_argument("--by", help="the super admin (id or login) to record as operator")

@@ -235,6 +235,9 @@ def test_ledger_adjust_transfers_and_users_show(tmp_path: Path, db_env: dict[str
     paid = adjust("seller", "-800", "--reason", "线下付款", "--allow-negative")
     assert paid.returncode == 0, paid.stderr
     assert json.loads(paid.stdout)["balance"] == -300
+    # The same command rerun (after a timeout, an unclear answer) is a replay: no second debit.
+    rerun = json.loads(adjust("seller", "-800", "--reason", "线下付款", "--allow-negative").stdout)
+    assert rerun["created"] is False and rerun["balance"] == -300
 
     listed = run(tmp_path, "ledger", "transfers", "--account", f"user:{seller}", "--json",
                  env=db_env)
