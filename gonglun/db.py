@@ -87,16 +87,23 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def sqlite_path(database: str | None) -> str | None:
+    """The file a SQLite database name points at (a ``file:`` URI filename, ``?uri=true``, e.g.
+    ``file:path?mode=ro``, is reduced to its path), or None for an in-memory database."""
+    name = database or ""
+    if name.startswith("file:"):
+        name = name[5:].partition("?")[0]
+    return None if name in ("", ":memory:") else name
+
+
 def make_engine(
     url: str, *, echo: bool = False, pool_size: int = 10, pre_ping: bool = False
 ) -> Engine:
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database.startswith("file:"):  # a URI filename (?uri=true), e.g. ?mode=ro
-            database = database[5:].partition("?")[0]
-        if database and database != ":memory:":
+        database = sqlite_path(parsed.database)
+        if database:
             Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
@@ -126,7 +133,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo, pool_size=pool_size, pre_ping=pre_ping)
         self.dialect = self.engine.dialect.name
-        self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        #: The session maker: listen on it for every session's commit or rollback.
+        self.session_factory = self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
     def write(self) -> Iterator[Session]:

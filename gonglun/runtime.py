@@ -73,11 +73,11 @@ class Runtime:
         self.namespace = self.config.broker_namespace
         self.outbox = Outbox(self)
         self.hooks.deferrer = self.outbox.defer
-        event.listen(self.db._factory, "after_commit", self.outbox.after_commit)
-        event.listen(self.db._factory, "after_soft_rollback", self._after_rollback)
+        event.listen(self.db.session_factory, "after_commit", self.outbox.after_commit)
+        event.listen(self.db.session_factory, "after_soft_rollback", self._after_rollback)
         from gonglun.accounts.signout import SignOutNotices
 
-        SignOutNotices(self).listen(self.db._factory)
+        SignOutNotices(self).listen(self.db.session_factory)
         self._broker: dramatiq.Broker | None = None
         self._actors: dict[str, dramatiq.Actor] = {}
         self._async_redis: Any = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gonglun.db import sqlite_path
 from gonglun.errors import GonglunError
 
 log = logging.getLogger(__name__)
@@ -152,11 +153,9 @@ def preflight(rt: Any) -> None:
 def sqlite_read_only(rt: Any) -> str | None:
     """The SQLite database file or its folder is read-only (for this user, or for everyone:
     ``chmod a-w``, which root would otherwise write through), or None."""
-    name = rt.db.engine.url.database or ""
-    if rt.db.dialect != "sqlite" or name in ("", ":memory:"):
+    name = sqlite_path(rt.db.engine.url.database)
+    if rt.db.dialect != "sqlite" or name is None:
         return None
-    if name.startswith("file:"):  # a URI filename (uri=true): file:path?mode=ro
-        name = name[5:].partition("?")[0]
     path = Path(name).resolve()
     for what, target in (("folder", path.parent), ("file", path)):
         if target.exists() and (not os.access(target, os.W_OK)
