@@ -207,6 +207,28 @@ def test_manual_payout_refused_when_the_channel_paid_or_cannot_say(live: Live) -
     audit_clean(live)
 
 
+def test_an_unanswered_retry_keeps_its_claim(live: Live) -> None:
+    """A retry the channel did not answer may have been taken: no manual payout may follow
+    at once; the claim is freed only after its time (or by the channel's own answer)."""
+    _, cs = live.user("cs", role="admin")
+    payment, row = abnormal(live, cs, 530)
+    live.sb.post("/sandbox/faults", json={"channel": "wxpay", "http": "500", "count": 1})
+    blind = resolve(live, row.id, cs, RETRY)
+    assert blind.status_code == 502, blind.text
+    held = resolve(live, row.id, cs, MANUAL)
+    assert held.status_code == 409 and held.json()["error"] == "refund.exit_claimed", held.text
+    assert state(live, payment["id"])[0] == "fail_refund"
+    assert payouts(live, row.refund_order) == []
+    # Past the claim's time the exit is free again; the payout still asks the channel first.
+    with live.rt.db.write() as session:
+        claimed = session.get(Refund, row.id)
+        claimed.claimed_at = claimed.claimed_at - dt.timedelta(seconds=400)
+    done = resolve(live, row.id, cs, MANUAL)
+    assert done.status_code == 200, done.text
+    assert payouts(live, row.refund_order) == ["manual"]
+    audit_clean(live)
+
+
 def test_failed_refunds_keep_being_checked_until_an_exit(live: Live) -> None:
     """The confirmation job asks about fail_refund too: the channel's success there is the
     channel exit."""

@@ -323,13 +323,20 @@ def retry_channel(rt: Any, refund_id: int, bank: dict[str, Any], admin_id: int
             result = channel.refund({"payment_order": info["payment_order"],
                                      "amount": info["total"]},
                                     info["refund_order"], info["amount"], info["reason"])
-    except (pay.ChannelError, GonglunError) as exc:
-        _unclaim(rt, refund_id, token)
-        log.warning("refund %s: retry failed: %s", info["refund_order"], exc)
-        if isinstance(exc, GonglunError):
-            raise
+    except GonglunError:
+        _unclaim(rt, refund_id, token)  # refused before the channel was asked
+        raise
+    except pay.ChannelError as exc:
+        # No answer: the channel may have taken the retry. The claim is kept, so no manual
+        # payout can follow at once; the confirmation job frees it after CLAIM_TTL_S, or
+        # the channel's PROCESSING/SUCCESS takes the refund back up meanwhile.
+        log.warning("refund %s: retry unanswered, claim kept: %s", info["refund_order"], exc)
         raise GonglunError("refund.channel_error", MSG_CHANNEL_DOWN, status=502) from exc
     note = f"retry by {admin_id}: {result.status} {result.code}"
+    if result.status == "UNKNOWN":  # the channel could not tell: the same, claim kept
+        log.warning("refund %s: retry answered UNKNOWN, claim kept", info["refund_order"])
+        raise GonglunError("refund.channel_unconfirmed", MSG_UNCONFIRMED, status=502,
+                           data={"code": result.code})
     if result.status == "SUCCESS":
         return service.settle(rt, refund_id, result, source="retry")["data"]
     if result.processing:
