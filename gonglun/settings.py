@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gonglun.config import DEFAULTS, ConfigError
+from gonglun.defaults import DEFAULTS, ConfigError
 
 
 @dataclass(frozen=True)
