@@ -12,6 +12,8 @@ import json
 import socket
 from typing import Any
 
+from gonglun.commands.base import read_password
+
 
 def actor() -> tuple[None, str, str]:
     try:
@@ -74,7 +76,6 @@ def cmd_role(rt: Any, args: argparse.Namespace) -> int:
 
 def cmd_passwd(rt: Any, args: argparse.Namespace) -> int:
     from gonglun.accounts.admin import find, set_password
-    from gonglun.cli import read_password
 
     password = read_password(args)
     with rt.db.write() as session:

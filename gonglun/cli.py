@@ -5,347 +5,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import signal
 import sys
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
+from gonglun.admin_cli import add_parsers
+from gonglun.commands.base import Command, make_runtime, read_password
+from gonglun.commands.base import ensure_schema as _ensure_schema
+from gonglun.commands.listing import (
+    cmd_config_show,
+    cmd_hooks_list,
+    cmd_jobs_list,
+    cmd_plugins_list,
+    hooks_table,
+)
+from gonglun.commands.maintenance import (
+    cmd_audit,
+    cmd_doctor,
+    cmd_migrate,
+    cmd_outbox,
+    cmd_users_add,
+)
+from gonglun.commands.serve import RedactQuery, banner, cmd_scheduler, cmd_serve, cmd_worker
 from gonglun.config import Config, ConfigError
 from gonglun.errors import GonglunError
-from gonglun.hooks import SPECS, PluginError
-
-
-@dataclass(frozen=True)
-class Command:
-    """A subcommand: ``add_arguments(parser)`` then ``run(rt, args) -> exit code``."""
-
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[Any, argparse.Namespace], int]
-
-
-def _runtime(config: Config) -> Any:
-    from gonglun.runtime import Runtime
-
-    return Runtime(config)
-
-
-def _ensure_schema(rt: Any) -> None:
-    """The embedded default migrates itself; a production database is migrated on purpose."""
-    if rt.config.embedded and rt.db.dialect == "sqlite":
-        from gonglun.migrate import upgrade
-
-        upgrade(rt)
-
-
-def _preflight(rt: Any) -> None:
-    """A long-running process starts only on a database that answers and accepts writes
-    (one line and exit 2 otherwise, never a traceback or a server that answers 500)."""
-    from gonglun.storage import preflight
-
-    preflight(rt)
-
-
-# -- commands ----------------------------------------------------------------------------------
-
-
-def cmd_serve(rt: Any, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from gonglun.api import create_app
-
-    host = args.host or rt.config.get("server.host", "127.0.0.1")
-    port = int(args.port or rt.config.get("server.port", 8000))
-    # Notify URLs and the embedded gateway are derived from where we actually listen.
-    rt.config.data["server"].update(host=host, port=port)
-    _ensure_schema(rt)
-    _preflight(rt)
-    app = create_app(rt=rt)
-    banner(rt, host, port)
-    logging.getLogger("uvicorn.access").addFilter(RedactQuery())
-    # NOTE: proxy_headers off: uvicorn would otherwise rewrite the client address from
-    # X-Forwarded-For for loopback peers, under every limit; server.trusted_proxies decides.
-    uvicorn.run(app, host=host, port=port, ws="auto", lifespan="on",
-                log_level=args.log_level, proxy_headers=False)
-    return 0
-
-
-class RedactQuery(logging.Filter):
-    """Access-log lines never carry credentials: ``token=``/``ticket=`` values are masked."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        import re
-
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                re.sub(r"((?:token|ticket)=)[^&\s]+", r"\1***", a) if isinstance(a, str) else a
-                for a in record.args)
-        return True
-
-
-def banner(rt: Any, host: str, port: int) -> None:
-    """What this server is: where, on what, with which channels; loud if payments are fake."""
-    from gonglun.embedded import SIMULATED
-
-    mode = "embedded default" if rt.config.embedded_default else "configured services"
-    lines = [f"gonglun: serving http://{host}:{port} ({mode}, database {rt.db.dialect})"]
-    if rt.config.sandbox_enabled:
-        lines.append("gonglun: gateway sandbox ON at /sandbox, /gateway.do, /v3: payments are "
-                     "simulated")
-    elif rt.config.simulated_payments:
-        lines.append("gonglun: channels use the sandbox keyset of payment.keyset: payments are "
-                     "simulated")
-    for problem in rt.startup_problems():
-        lines.append(f"gonglun: WARNING: {problem}")
-    if rt.config.sandbox_explicit:
-        bar = "!" * 78
-        lines = [bar, f"!! {SIMULATED}", bar, *lines]
-    print("\n".join(lines), file=sys.stderr, flush=True)
-
-
-def cmd_worker(rt: Any, args: argparse.Namespace) -> int:
-    import dramatiq
-
-    _preflight(rt)
-    rt.startup_problems()
-    threads = args.threads or int(rt.config.get("broker.worker_threads", 4))
-    if args.processes > 1:
-        import multiprocessing
-
-        procs = [
-            multiprocessing.Process(target=_worker_process, args=(rt.config.data, threads))
-            for _ in range(args.processes)
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        return 0
-    worker = dramatiq.Worker(rt.broker, worker_threads=threads)
-    worker.start()
-    rt.outbox.sweep()
-    logging.getLogger("gonglun").info("worker started: %d threads, actors %s", threads,
-                                      ", ".join(rt.actor_names))
-    _wait_for_signal()
-    worker.stop()
-    return 0
-
-
-def _worker_process(config_data: dict[str, Any], threads: int) -> None:
-    import dramatiq
-
-    rt = _runtime(Config(config_data))
-    worker = dramatiq.Worker(rt.broker, worker_threads=threads)
-    worker.start()
-    _wait_for_signal()
-    worker.stop()
-
-
-def cmd_scheduler(rt: Any, args: argparse.Namespace) -> int:
-    from gonglun.scheduler import Scheduler
-
-    _preflight(rt)
-    scheduler = Scheduler(rt)
-    thread = scheduler.start_thread()
-    _wait_for_signal()
-    scheduler.stop()
-    thread.join(timeout=5)
-    return 0
-
-
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(1):
-        pass
-
-
-def cmd_migrate(rt: Any, args: argparse.Namespace) -> int:
-    from gonglun.migrate import current, upgrade
-
-    upgrade(rt, args.target)
-    print(json.dumps({"database": rt.db.dialect, "heads": current(rt)}))
-    return 0
-
-
-def read_password(args: argparse.Namespace) -> str:
-    """``--password`` (visible in ``ps`` and shell history: avoid), ``--password-stdin``, or a
-    prompt when stdin is a terminal; otherwise the first line of stdin."""
-    if args.password is not None:
-        return str(args.password)
-    if not args.password_stdin and sys.stdin.isatty():
-        import getpass
-
-        first = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != first:
-            raise GonglunError("user.password_mismatch", "两次输入的密码不一致")
-        return first
-    return sys.stdin.readline().rstrip("\r\n")
-
-
-def cmd_users_add(rt: Any, args: argparse.Namespace) -> int:
-    from gonglun.accounts import create_user, issue_token
-
-    password = read_password(args)
-    _ensure_schema(rt)
-    with rt.db.write() as session:
-        user = create_user(session, args.login, password, role=args.role,
-                           nickname=args.nickname)
-        token = issue_token(session, user.id, label="cli")
-        out = {"id": user.id, "login": user.login, "role": user.role, "token": token}
-    print(json.dumps(out, ensure_ascii=False))
-    return 0
-
-
-def cmd_plugins_list(rt: Any, args: argparse.Namespace) -> int:
-    infos = [
-        {"name": i.name, "source": i.source, "enabled": i.enabled, "requires": list(i.requires)}
-        for i in rt.pm.plugin_infos()
-    ]
-    if args.json:
-        print(json.dumps(infos, ensure_ascii=False, indent=2))
-    else:
-        for i in infos:
-            state = "enabled " if i["enabled"] else "disabled"
-            print(f"{i['name']:<16} {state} {i['source']}")
-    return 0
-
-
-def hooks_table(rt: Any) -> list[dict[str, Any]]:
-    out = []
-    for name, info in SPECS.items():
-        impls = [
-            {"plugin": i.plugin, "function": f"{i.function.__module__}.{i.function.__qualname__}",
-             "priority": i.priority}
-            for i in rt.pm.impls(name)
-        ]
-        out.append({"name": name, "kind": info.kind, "deferred": info.deferred,
-                    "doc": info.doc, "implementations": impls})
-    return out
-
-
-def cmd_hooks_list(rt: Any, args: argparse.Namespace) -> int:
-    table = hooks_table(rt)
-    if args.json:
-        print(json.dumps(table, ensure_ascii=False, indent=2))
-        return 0
-    for hook in table:
-        flag = " deferred" if hook["deferred"] else ""
-        print(f"{hook['name']} ({hook['kind']}{flag})")
-        for impl in hook["implementations"]:
-            print(f"    {impl['priority']:>4}  {impl['plugin']}  {impl['function']}")
-    return 0
-
-
-def cmd_audit(rt: Any, args: argparse.Namespace) -> int:
-    from gonglun.ledger import run_audit
-
-    _ensure_schema(rt)
-    problems = run_audit(rt)
-    if args.json:
-        print(json.dumps({"ok": not problems, "problems": problems}, ensure_ascii=False))
-    elif problems:
-        print(f"audit: {len(problems)} problem(s)")
-        for p in problems:
-            print(f"  - {p}")
-    else:
-        print("audit: ok")
-    return 1 if problems else 0
-
-
-def cmd_config_show(rt: Any, args: argparse.Namespace) -> int:
-    """Every setting's effective value and where it came from; secrets masked."""
-    from gonglun.settings import mask, schema
-
-    declared = schema(rt.hooks)
-    rows = []
-    for path, setting in sorted(declared.items()):
-        value = rt.config.get(path, setting.default)
-        own = [s for p, s in rt.config.sources.items() if p == path or p.startswith(path + ".")]
-        source = own[0] if own else "default"
-        if value is None and not own and setting.default in (None, ""):
-            continue  # an unset optional setting (a channel key nobody gave)
-        if setting.type == "table":
-            value = {k: "…" for k in (value or {})} if value else {}
-        rows.append({"setting": path, "value": mask(setting, value), "source": source,
-                     "secret": setting.secret})
-    if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
-        return 0
-    width = max(len(r["setting"]) for r in rows)
-    for r in rows:
-        print(f"{r['setting']:<{width}}  {json.dumps(r['value'], ensure_ascii=False, default=str)}"
-              f"  ({r['source']})")
-    return 0
-
-
-def cmd_doctor(rt: Any, args: argparse.Namespace) -> int:
-    from gonglun.doctor import report, run
-
-    findings = run(rt, deploy_checks=args.deploy)
-    if args.json:
-        print(json.dumps([f.__dict__ for f in findings], ensure_ascii=False, indent=2))
-        return 1 if any(f.level == "error" for f in findings) else 0
-    text, code = report(findings)
-    print(text)
-    return code
-
-
-def cmd_jobs_list(rt: Any, args: argparse.Namespace) -> int:
-    jobs = [{"name": j.name, "every_s": j.every_s, "actor": j.actor} for j in rt.periodic_jobs()]
-    actors = [{"name": a.name, "queue": a.queue, "max_retries": a.max_retries}
-              for a in rt.actor_specs()]
-    if args.json:
-        print(json.dumps({"jobs": jobs, "actors": actors}, ensure_ascii=False, indent=2))
-        return 0
-    for job in jobs:
-        print(f"{job['name']:<28} every {job['every_s']:>8g}s  -> {job['actor']}")
-    return 0
-
-
-def cmd_outbox(rt: Any, args: argparse.Namespace) -> int:
-    from sqlalchemy import func, select, update
-
-    from gonglun.db import utcnow
-    from gonglun.hooks.deferred import OutboxEvent
-
-    if args.sweep:
-        print(json.dumps({"sent": rt.outbox.sweep()}))
-        return 0
-    if args.retry:
-        with rt.db.write() as session:
-            changed = session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_(args.retry), OutboxEvent.state == "failed")
-                .values(state="pending", attempts=0, next_attempt_at=utcnow(),
-                        claimed_until=None)
-            ).rowcount
-        print(json.dumps({"rearmed": changed, "sent": rt.outbox.sweep()}))
-        return 0
-    if args.failed:
-        with rt.db.read() as session:
-            rows = session.execute(
-                select(OutboxEvent.id, OutboxEvent.key, OutboxEvent.hook, OutboxEvent.attempts,
-                       OutboxEvent.created_at, OutboxEvent.last_error)
-                .where(OutboxEvent.state == "failed").order_by(OutboxEvent.id).limit(500)
-            ).all()
-        print(json.dumps([{"id": r.id, "key": r.key, "hook": r.hook, "attempts": r.attempts,
-                           "created_at": r.created_at.isoformat(), "error": r.last_error}
-                          for r in rows], ensure_ascii=False, indent=2))
-        return 1 if rows else 0
-    with rt.db.read() as session:
-        rows = session.execute(
-            select(OutboxEvent.hook, OutboxEvent.state, func.count()).group_by(
-                OutboxEvent.hook, OutboxEvent.state)
-        ).all()
-    print(json.dumps([{"hook": h, "state": s, "count": c} for h, s, c in rows]))
-    return 0
-
+from gonglun.hooks import PluginError
 
 # -- parser --------------------------------------------------------------------------------
 
@@ -413,8 +97,6 @@ def build_parser(rt: Any) -> argparse.ArgumentParser:
     add.add_argument("--role", default="user", choices=["user", "admin", "superadmin"])
     add.add_argument("--nickname")
     add.set_defaults(run=cmd_users_add)
-    from gonglun.admin_cli import add_parsers
-
     add_parsers(users)
 
     config = sub.add_parser("config", help="the configuration").add_subparsers(dest="sub",
@@ -472,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = Config.load(config_path)
         setup(str(config.get("server.log_format", "text")))
-        rt = _runtime(config)
+        rt = make_runtime(config)
     except (ConfigError, PluginError) as exc:
         print(f"gonglun: {exc}", file=sys.stderr)
         return 2
@@ -504,6 +186,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         rt.close()
+
+
+#: Still importable from here (plugins' ``register_commands`` use ``Command`` and
+#: ``_ensure_schema``); the commands themselves live in ``gonglun.commands``.
+__all__ = [
+    "INT64_MAX",
+    "Command",
+    "RedactQuery",
+    "_ensure_schema",
+    "banner",
+    "build_parser",
+    "cmd_audit",
+    "cmd_config_show",
+    "cmd_doctor",
+    "cmd_hooks_list",
+    "cmd_jobs_list",
+    "cmd_migrate",
+    "cmd_outbox",
+    "cmd_plugins_list",
+    "cmd_scheduler",
+    "cmd_serve",
+    "cmd_users_add",
+    "cmd_worker",
+    "core_commands",
+    "hooks_table",
+    "main",
+    "read_password",
+]
 
 
 if __name__ == "__main__":

@@ -15,19 +15,14 @@ from gonglun.errors import GonglunError
 from gonglun.plugins.face.clock import now
 from gonglun.plugins.face.crypto import keys
 from gonglun.plugins.face.idcard import mask_code, mask_name
+from gonglun.plugins.face.messages import MSG_MISMATCH, MSG_NO_MATCH, identity_in_use
 from gonglun.plugins.face.models import FaceIdentity, FaceIdentitySlot, FaceVerification
 
 VERIFIED_META = "face_verified"
-MSG_NOT_BOUND = "查询失败:该身份证未绑定任何账户"
-MSG_IN_USE = "该身份证已认证过其他账户"
 
 
 def accounts_per_identity(rt: Any) -> int:
     return max(1, int(rt.config.get("face.accounts_per_identity", 1)))
-
-
-def identity_in_use() -> GonglunError:
-    return GonglunError("face.identity_in_use", MSG_IN_USE, status=409)
 
 
 def seal_form(rt: Any, name: str, code: str) -> dict[str, str]:
@@ -86,8 +81,6 @@ def candidates(rt: Any, session: Session, code: str) -> list[dict[str, Any]]:
 def matching_identity(rt: Any, session: Session, form: Any) -> FaceIdentity:
     """FACE-08 step 3 and FACE-09: the reference and the number must match one record, then
     the record's name must be the submitted one."""
-    from gonglun.plugins.face.scenes import MSG_MISMATCH, MSG_NO_MATCH
-
     if not form.ref:
         raise GonglunError("face.ref_required", "处理失败:非法请求", data={"field": "id"})
     identity = session.scalar(select(FaceIdentity).where(

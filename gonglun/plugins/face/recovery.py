@@ -16,7 +16,10 @@ from sqlalchemy.orm import Session
 from gonglun.errors import GonglunError
 from gonglun.plugins.face import limits, trail
 from gonglun.plugins.face.clock import now
+from gonglun.plugins.face.crypto import keys
 from gonglun.plugins.face.idcard import normalize_code
+from gonglun.plugins.face.identities import candidates
+from gonglun.plugins.face.messages import MSG_NOT_BOUND, refuse_retrieve
 from gonglun.plugins.face.models import FaceResetToken, FaceVerification
 from gonglun.plugins.face.trail import Caller
 
@@ -25,17 +28,10 @@ MSG_ILLEGAL = "非法请求"
 
 
 def lookup(rt: Any, caller: Caller, code: Any) -> list[dict[str, Any]]:
-    from gonglun.plugins.face.crypto import keys
-    from gonglun.plugins.face.identities import MSG_NOT_BOUND, candidates
-    from gonglun.plugins.face.scenes import MSG_LOGGED_IN, MSG_RETRIEVE_OFF
-
     limits.check(rt, "recovery_lookup", limits.address(caller.ip))
     outcome = "ok"
     try:
-        if not rt.config.get("face.retrieve_enabled", True):
-            raise GonglunError("face.retrieve_disabled", MSG_RETRIEVE_OFF, status=403)
-        if caller.user is not None:
-            raise GonglunError("face.logged_in", MSG_LOGGED_IN, status=403)
+        refuse_retrieve(rt, caller)
         number = normalize_code(code)
         limits.check(rt, "recovery_lookup", f"id:{keys(rt).index(number)}")
         with rt.db.read() as session:

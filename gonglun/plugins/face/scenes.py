@@ -16,17 +16,21 @@ from sqlalchemy.orm import Session
 
 from gonglun.accounts.models import User
 from gonglun.errors import GonglunError
-from gonglun.plugins.face.identities import accounts_per_identity, identity_in_use
+from gonglun.plugins.face.identities import (
+    accounts_per_identity,
+    create_identity,
+    matching_identity,
+)
+from gonglun.plugins.face.messages import (
+    MSG_DELETED,
+    MSG_NO_MATCH,
+    MSG_PERSONAL_OFF,
+    identity_in_use,
+    refuse_retrieve,
+)
 from gonglun.plugins.face.models import FaceIdentity, FaceIdentitySlot, FaceVerification
+from gonglun.plugins.face.recovery import issue_token, reset_account
 from gonglun.plugins.face.trail import Caller
-
-# Catalog messages (FACE-07, FACE-08, FACE-09, FACE-10), ``\n`` for ``<br>``.
-MSG_PERSONAL_OFF = "管理员已关闭了【人脸识别认证】接口"
-MSG_RETRIEVE_OFF = "认证失败:管理员关闭了人脸找回账户功能"
-MSG_LOGGED_IN = "认证失败:找回账户前请先退出登录"
-MSG_NO_MATCH = "认证失败:身份证信息不匹配"
-MSG_MISMATCH = "身份证信息不匹配,无法完成验证"
-MSG_DELETED = "该帐号已被注销,无法找回"
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,6 @@ class Personal(FaceScene):
 
     def on_pass(self, rt: Any, session: Session, face: FaceVerification,
                 caller: Caller) -> dict[str, Any]:
-        from gonglun.plugins.face.identities import create_identity
-
         create_identity(rt, session, face)
         return {}
 
@@ -108,12 +110,7 @@ class Retrieve(FaceScene):
     daily_setting = "face.retrieve_per_day"
 
     def target(self, rt: Any, session: Session, caller: Caller, form: Form) -> Target:
-        if not rt.config.get("face.retrieve_enabled", True):
-            raise GonglunError("face.retrieve_disabled", MSG_RETRIEVE_OFF, status=403)
-        if caller.user is not None:
-            raise GonglunError("face.logged_in", MSG_LOGGED_IN, status=403)
-        from gonglun.plugins.face.identities import matching_identity
-
+        refuse_retrieve(rt, caller)
         identity = matching_identity(rt, session, form)
         user = session.get(User, identity.user_id)
         if user is None:
@@ -123,8 +120,6 @@ class Retrieve(FaceScene):
 
     def on_pass(self, rt: Any, session: Session, face: FaceVerification,
                 caller: Caller) -> dict[str, Any]:
-        from gonglun.plugins.face.recovery import issue_token, reset_account
-
         reset_account(rt, session, face.user_id)
         token = issue_token(rt, session, face, caller)
         return {"token": token, "msg": "刷脸成功:前往重置账户"}
