@@ -115,12 +115,10 @@ def build_parser(rt: Any) -> argparse.ArgumentParser:
         lst.add_argument("--json", action="store_true")
         lst.set_defaults(run=fn)
 
-    try:
-        from gonglun.sandbox.cli import add_parser as add_sandbox
-    except ImportError:
-        pass
-    else:
-        add_sandbox(sub)
+    from gonglun.embedded import gateway_sandbox
+
+    if (gateway := gateway_sandbox()) is not None:
+        gateway.add_parser(sub)
     return parser
 
 
@@ -171,9 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if getattr(args, "command", None) == "sandbox":
-            from gonglun.sandbox.cli import run as run_sandbox
+            from gonglun.embedded import gateway_sandbox
 
-            return int(run_sandbox(args) or 0)
+            return int(gateway_sandbox().run(args) or 0)  # the command exists only with one
         return int(args.run(rt, args) or 0)
     except GonglunError as exc:
         print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)

@@ -1,18 +1,58 @@
-"""The embedded default: everything one ``gonglun serve`` process needs, with no services.
+"""The embedded default: where the gateway sandbox runs, and the keys it hands out.
 
 With no broker configured, the serving process also applies migrations, runs a Dramatiq worker
 and the scheduler in threads (against the in-process Redis equivalent), and mounts the gateway
-sandbox so the channels have somewhere real to talk to. In production none of this runs here:
-``gonglun worker`` and ``gonglun scheduler`` are their own processes and no sandbox route exists.
+sandbox so the channels have somewhere real to talk to (``gonglun.api.embedded`` does that). In
+production none of this runs: ``gonglun worker`` and ``gonglun scheduler`` are their own
+processes and no sandbox route exists. This module is below the API: the keysets providers and
+channels read (``named_keyset``), whether the sandbox runs, and how it is found.
+
+The core imports no sandbox module: it says here what it asks of a gateway sandbox
+(``GatewaySandbox``) and finds one through the ``gonglun.gateway_sandbox`` entry point, which
+the bundled sandbox fills (``gonglun.sandbox.embed``, declared in pyproject.toml). An install
+without it has no gateway and no ``gonglun sandbox`` command (docs/design.md, "Layers").
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 log = logging.getLogger(__name__)
+
+GATEWAY_GROUP = "gonglun.gateway_sandbox"
+
+
+class GatewaySandbox(Protocol):
+    """What the core asks of a gateway sandbox (a module or an object)."""
+
+    def create(self, directory: Path, *, state_path: str | None,
+               notify_urls: dict[str, str]) -> Any:
+        """A sandbox on the keyset in ``directory`` (written if absent), notifying only
+        ``notify_urls``: it has ``keyset``, ``add_routes(app)`` and async ``start``/``stop``."""
+
+    def add_parser(self, subparsers: Any) -> argparse.ArgumentParser:
+        """Add the ``sandbox`` command to the CLI's subparsers."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Run the ``sandbox`` command; the exit status."""
+
+
+@cache
+def gateway_sandbox() -> GatewaySandbox | None:
+    """The installed gateway sandbox (the ``gonglun.gateway_sandbox`` entry point; the first by
+    name if several), or None where none is installed or it cannot be imported."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=GATEWAY_GROUP), key=lambda e: e.name):
+        try:
+            return cast(GatewaySandbox, ep.load())
+        except ImportError as exc:  # a stripped install: the metadata without the package
+            log.warning("gateway sandbox %s cannot be imported: %s", ep.value, exc)
+    return None
 
 
 def sandbox_dir(rt: Any) -> Path:
@@ -52,93 +92,3 @@ def announce_sandbox(rt: Any) -> None:
     """Say loudly, at start, that payments are simulated where that is not obvious (staging)."""
     if rt.config.sandbox_explicit:
         log.warning(SIMULATED)
-
-
-def attach_embedded(app: Any, rt: Any) -> None:
-    """Mount the sandbox and add the lifespan middleware running the in-process services."""
-    if sandbox_enabled(rt):
-        try:
-            from gonglun.sandbox import Sandbox
-            from gonglun.sandbox.keys import init_keyset, load_keyset
-        except ImportError:  # the sandbox package is optional in a stripped install
-            log.warning("gateway sandbox not installed; channels have no gateway")
-        else:
-            directory = sandbox_dir(rt)
-            init_keyset(directory)  # kept if present; gains the keys of newer vendors
-            state = rt.config.get("sandbox.state_path") or None
-            # The sandbox notifies only this server (what it creates by control, and any host
-            # besides loopback and these): never an address a caller names.
-            notify_urls = {m: str(rt.config.get(f"payment.{m}.notify_url")
-                                  or f"{rt.config.base_url}/v1/notify/{m}")
-                           for m in ("alipay", "wxpay")}
-            rt.sandbox = Sandbox(load_keyset(directory), state_path=state,
-                                 notify_urls=notify_urls)
-            rt.sandbox.add_routes(app)
-            app.add_middleware(SandboxControlGuard(rt))
-    if rt.config.embedded and rt.config.get("server.embedded_services", True):
-        app.add_middleware(EmbeddedServices(rt))
-
-
-class SandboxControlGuard:
-    """The sandbox's control routes play the buyer (they mark orders paid): mounted in the API,
-    they answer only peers on loopback or in ``sandbox.control_from`` (addresses or CIDRs), so
-    ``gonglun serve --host 0.0.0.0`` on the embedded default does not hand the network a way to
-    pay. The peer is the socket's, never a forwarded header."""
-
-    def __init__(self, rt: Any):
-        from gonglun.api.util import parse_networks
-
-        self.allowed = parse_networks(["127.0.0.0/8", "::1/128",
-                                       *(rt.config.get("sandbox.control_from") or [])])
-
-    async def process_request(self, req: Any, resp: Any) -> None:
-        if req.path == "/sandbox" or req.path.startswith("/sandbox/"):
-            import ipaddress
-
-            from gonglun.errors import GonglunError
-
-            try:
-                peer = ipaddress.ip_address(req.remote_addr or "")
-            except ValueError:
-                peer = None
-            if peer is None or not any(peer in net for net in self.allowed):
-                raise GonglunError("sandbox.forbidden",
-                                   "沙箱控制接口只对本机或 sandbox.control_from 开放", status=403)
-
-
-class EmbeddedServices:
-    """ASGI lifespan: migrations, worker and scheduler threads, sandbox notifier."""
-
-    def __init__(self, rt: Any):
-        self.rt = rt
-        self.worker: Any = None
-        self.scheduler: Any = None
-
-    async def process_startup(self, scope: Any, event: Any) -> None:
-        import dramatiq
-
-        from gonglun.api.util import run_sync
-        from gonglun.migrate import upgrade
-        from gonglun.scheduler import Scheduler
-
-        await run_sync(upgrade, self.rt)
-        threads = int(self.rt.config.get("broker.worker_threads", 4))
-        self.worker = dramatiq.Worker(self.rt.broker, worker_threads=threads)
-        self.worker.start()
-        self.scheduler = Scheduler(self.rt)
-        self.scheduler.start_thread()
-        await run_sync(self.rt.outbox.sweep)
-        sandbox = getattr(self.rt, "sandbox", None)
-        if sandbox is not None:
-            await sandbox.start()
-        log.info("embedded services started: worker (%d threads), scheduler%s", threads,
-                 ", gateway sandbox" if sandbox is not None else "")
-
-    async def process_shutdown(self, scope: Any, event: Any) -> None:
-        sandbox = getattr(self.rt, "sandbox", None)
-        if sandbox is not None:
-            await sandbox.stop()
-        if self.scheduler is not None:
-            self.scheduler.stop()
-        if self.worker is not None:
-            self.worker.stop()

@@ -171,7 +171,7 @@ def create_app(config: Config | None = None, *, rt: Any = None) -> falcon.asgi.A
         kwargs = {"suffix": route.suffix} if route.suffix else {}
         app.add_route(route.path, route.resource, **kwargs)
     rt.api_routes = routes
-    from gonglun.embedded import attach_embedded
+    from gonglun.api.embedded import attach_embedded
 
     attach_embedded(app, rt)
     app.add_middleware(StartupChecks(rt))
