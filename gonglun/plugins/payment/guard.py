@@ -187,7 +187,7 @@ def _open_item(rt: Any, payment: dict[str, Any], finding: Finding) -> None:
     """A reconciliation item for staff (once per order and day) and an alarm."""
     from gonglun.plugins.payment.models import ReconItem
     from gonglun.plugins.payment.money import SHANGHAI
-    from gonglun.plugins.payment.reconcile import REFUND_AT_CHANNEL
+    from gonglun.plugins.payment.recon_base import REFUND_AT_CHANNEL
 
     now = utcnow()
     with rt.db.write() as session:

@@ -246,7 +246,7 @@ def _escrow_total(session: Session, q: _Orders) -> list[str]:
 def _statements(session: Session) -> list[str]:
     """Days reconciled without a difference: the statement's paid total against the ledger.
     Only runs made after their day was over: a statement of a day under way is partial."""
-    from gonglun.plugins.payment.reconcile import day_window
+    from gonglun.plugins.payment.recon_base import day_window
 
     out = []
     runs = session.execute(

@@ -11,28 +11,25 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from gonglun.plugins.payment.models import Payment
+from gonglun.plugins.payment.recon_base import CHUNK, Difference, chunks
 
 if TYPE_CHECKING:
     from gonglun.plugins.payment.channels import StatementRow
-    from gonglun.plugins.payment.reconcile import Difference
 
 #: The kind of a refund paid by hand and by the channel (the refund plugin books it too).
 PAID_TWICE = "refund_paid_twice"
 #: The statement's marker of a manual payout in the payment's meta.
 _MANUAL = '"manual": true'
-_CHUNK = 500
 
 
 def paid_twice(rt: Any, channel: str, rows: dict[str, StatementRow]) -> list[Difference]:
     """Orders the statement shows refunded that we refunded by hand."""
-    from gonglun.plugins.payment.reconcile import Difference
-
     refunded = sorted(o for o, r in rows.items() if r.refund_amount > 0)
     out: list[Difference] = []
     with rt.db.read() as session:
-        for i in range(0, len(refunded), _CHUNK):
+        for chunk in chunks(refunded, CHUNK):
             for p in session.scalars(select(Payment).where(
-                    Payment.payment_order.in_(refunded[i:i + _CHUNK]),
+                    Payment.payment_order.in_(chunk),
                     Payment.method == channel, Payment.state == "refund")):
                 if _MANUAL not in (p.meta or ""):
                     continue

@@ -10,13 +10,10 @@ from typing import Any
 from sqlalchemy import select
 
 from gonglun.db import utcnow
+from gonglun.plugins.refund.answers import SCHEDULE, settle
 from gonglun.plugins.refund.models import FAILED, REFUNDING, Refund
-from gonglun.plugins.refund.service import settle
 
 log = logging.getLogger(__name__)
-
-#: REF-30/31: Alipay every 10 minutes for refunds older than 10 minutes, WeChat every 30.
-SCHEDULE = {"alipay": (600.0, 600), "wxpay": (1800.0, 0)}
 
 
 def confirm_waiting(rt: Any, method: str, *, older_than_s: int | None = None,

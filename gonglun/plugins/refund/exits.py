@@ -21,6 +21,9 @@ A channel success for a refund already paid by hand is money that left twice: it
 (``refund_recover`` owes the channel's clearing account the amount), alarmed, and opened as the
 reconciliation item ``refund_paid_twice``; ``gonglun audit`` fails on it until staff resolve the
 item (``POST /v1/admin/reconciliation/{id}/resolve``) once the money is recovered.
+
+This module has the staff's exits; the channel's (applied by ``settle``) and the money paid
+twice are in ``channel_exits.py``.
 """
 
 from __future__ import annotations
@@ -30,21 +33,17 @@ import logging
 import secrets
 from typing import Any
 
-from sqlalchemy import or_, true, update
+from sqlalchemy import or_, update
 
-from gonglun.db import insert_ignore, utcnow
+from gonglun.db import utcnow
 from gonglun.errors import GonglunError
+from gonglun.plugins.refund.answers import settle
+from gonglun.plugins.refund.books import release_hold
+from gonglun.plugins.refund.channel_exits import CLAIM_TTL_S, RECOVER, TWICE, resume
 from gonglun.plugins.refund.models import FAILED, REFUNDING, SUCCESS, Refund
+from gonglun.plugins.refund.state import after, move_payment, payment_api, refund_dict, snapshot
 
 log = logging.getLogger(__name__)
-
-#: A claim older than this was abandoned (a crashed process): another exit may take it. The
-#: channels' calls time out long before.
-CLAIM_TTL_S = 300
-#: The system account of money paid out twice, to recover from the buyer (negative: owed to us).
-RECOVER = "refund_recover"
-#: The ledger code and the reconciliation kind of a refund paid twice.
-TWICE = "refund_paid_twice"
 
 MSG_NOT_FAILED = "只有退款失败(需人工处理)的退款可以处理"
 MSG_CLAIMED = "该退款正在由另一项操作处理(人工退款或渠道重试),请稍后刷新查看结果"
@@ -60,8 +59,6 @@ MSG_CHANNEL_DOWN = "退款失败:支付渠道暂时不可用,请稍后重试"
 def _claim(rt: Any, refund_id: int, kind: str, admin_id: int) -> tuple[str, dict[str, Any]]:
     """Take the exit of a failed refund for ``kind`` (manual, retry): the token and the
     refund's fields the channel call needs; 409 when another exit holds or took it."""
-    from gonglun.plugins.refund.service import refund_dict
-
     token, now = f"{kind}:{secrets.token_hex(8)}", utcnow()
     with rt.db.write() as session:
         if session.get(Refund, refund_id) is None:
@@ -102,144 +99,12 @@ def _unclaim(rt: Any, refund_id: int, token: str, note: str | None = None) -> No
                         .values(**values).execution_options(synchronize_session=False))
 
 
-def release_stale(session: Any, row: Refund) -> None:
-    """An abandoned claim (its process died) is given back by the confirmation job."""
-    if row.claim is None or row.claimed_at is None:
-        return
-    if utcnow() - row.claimed_at >= dt.timedelta(seconds=CLAIM_TTL_S):
-        session.execute(update(Refund).where(Refund.id == row.id, Refund.claim == row.claim)
-                        .values(claim=None, claimed_at=None)
-                        .execution_options(synchronize_session=False))
-        session.refresh(row)
-
-
-# -- the channel's exits (inside ``settle``'s transaction) ----------------------------------
-
-
-def _to_channel(rt: Any, session: Any, row: Refund, where: Any, values: dict[str, Any],
-                state: str, note: str) -> bool:
-    """``failed → ...`` by one conditional update, then the hold goes to the channel's clearing
-    account and the payment from ``fail_refund`` to ``state``. False when another exit won."""
-    from gonglun.plugins.refund import service
-
-    taken = session.execute(
-        update(Refund).where(Refund.id == row.id, Refund.status == FAILED, where)
-        .values(claim=None, claimed_at=None, checks=0, updated_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)).rowcount
-    if not taken:
-        return False
-    session.refresh(row)
-    service.release_hold(rt, session, row, to=f"channel:{row.method}", note=note)
-    service.move_payment(session, row, "fail_refund", state)
-    return True
-
-
-def channel_paid(rt: Any, session: Any, row: Refund, result: Any) -> bool:
-    """``failed → refunded`` by the channel, whatever staff claimed (it is a fact)."""
-    from gonglun.plugins.refund import service
-
-    return _to_channel(rt, session, row, true(), {
-        "status": SUCCESS, "paid_by": "channel", "channel_status": "SUCCESS",
-        "success_time": utcnow(), "success": service.dumps(result.raw)}, "refund", "渠道退款成功")
-
-
-def resume(rt: Any, session: Any, row: Refund, *, token: str | None) -> bool:
-    """``failed → refunding``: the channel is paying it out again (a retry it accepted, or a
-    check that finds it processing); the payment waits again. ``token``: the retry's claim,
-    which must still be held (None: no claim may be held)."""
-    held = Refund.claim == token if token else Refund.claim.is_(None)
-    return _to_channel(rt, session, row, held, {
-        "status": REFUNDING, "waits": 0, "stuck_at": None, "checked_at": None,
-        "channel_status": "PROCESSING"}, "wait_refund", "渠道重新退款")
-
-
-def paid_twice(rt: Any, session: Any, row: Refund, result: Any, *,
-               why: str = "已人工退款") -> str:
-    """The channel paid a refund that was already paid otherwise (by hand; or its number was
-    voided and the payment refunded again): the money left twice. Booked once (its key),
-    alarmed and opened in reconciliation for staff to recover."""
-    from gonglun.ledger import transfer
-    from gonglun.plugins.payment.models import ReconItem
-    from gonglun.plugins.payment.money import SHANGHAI
-
-    amount = result.amount if isinstance(result.amount, int) and result.amount > 0 else row.amount
-    booked = transfer(rt, session, debit=RECOVER, credit=f"channel:{row.method}",
-                      amount=amount, code=TWICE, key=f"{TWICE}:{row.refund_order}",
-                      ref=row.refund_order, remark=f"{why}, 渠道也已退款: 重复退款,待追回"[:255])
-    row.channel_status, row.updated_at = "SUCCESS", utcnow()
-    if not booked.created:
-        return "paid_twice"
-    now = utcnow()
-    insert_ignore(session, ReconItem.__table__, {
-        "bill_date": now.astimezone(SHANGHAI).date().isoformat(), "channel": row.method,
-        "kind": TWICE, "payment_order": row.payment_order, "trade_no": None,
-        "local_amount": row.amount, "channel_amount": amount, "local_state": "refund",
-        "channel_state": "SUCCESS", "status": "open", "created_at": now})
-    rt.hooks.defer(session, "alarm", key=f"alarm:{TWICE}:{row.refund_order}", kind=TWICE,
-                   message=f"重复退款: 订单 {row.payment_order} {why}, 渠道也退款成功 "
-                           f"{amount} 分, 请向用户追回",
-                   data={"payment_order": row.payment_order, "refund_order": row.refund_order,
-                         "payment_id": row.payment_id, "amount": amount,
-                         "channel": row.method})
-    log.error("refund %s paid twice (%s, and by %s)", row.refund_order, why, row.method)
-    return "paid_twice"
-
-
-def after_void(rt: Any, session: Any, row: Refund, payment: Any, result: Any) -> str:
-    """The channel paid (or is paying) a refund we had voided (no answer, then a query that did
-    not find it yet): the answer is compared, never dropped. Still processing there: finance is
-    told. Paid: while the payment is still ``ok`` with no other refund, the refund is taken
-    back up (its reversal restored, the payment ``refund``) and finance is told; otherwise the
-    payment was refunded again under another number and the money left twice."""
-    from gonglun.plugins.payment import Payment
-    from gonglun.plugins.refund import service
-
-    paid = result.status == "SUCCESS"
-    info = {"payment_order": row.payment_order, "refund_order": row.refund_order,
-            "payment_id": row.payment_id, "amount": row.amount, "channel": row.method,
-            "status": result.status}
-    if not paid:  # accepted late: told now, taken up when it is paid
-        rt.hooks.defer(session, "alarm", key=f"alarm:refund_after_void:{row.refund_order}",
-                       kind="refund_after_void", data=info,
-                       message=f"已作废的退款 {row.refund_order} 渠道仍在受理 "
-                               f"(订单 {row.payment_order}), 勿重复退款")
-        return "unchanged"
-    now = utcnow()
-    try:
-        with session.begin_nested():
-            taken = session.execute(
-                update(Payment)
-                .where(Payment.id == row.payment_id, Payment.state == "ok",
-                       Payment.refund_order.is_(None))
-                .values(state="refund", refund_order=row.refund_order, refund_time=now,
-                        refund_reason=row.reason, version=Payment.version + 1)
-                .execution_options(synchronize_session=False)).rowcount
-            if taken:
-                service.rebook(rt, session, row)
-    except GonglunError as exc:  # a wallet that cannot cover the reversal: money left anyway
-        log.warning("refund %s: paid after void, reversal refused: %s", row.refund_order, exc)
-        taken = 0
-    if not taken:
-        return paid_twice(rt, session, row, result, why="退款单曾作废且订单已另行退款")
-    row.status, row.paid_by, row.checks = SUCCESS, "channel", 0
-    row.channel_status, row.updated_at, row.success_time = "SUCCESS", now, now
-    row.success = service.dumps(result.raw)
-    if result.refund_id:
-        row.channel_refund_id = str(result.refund_id)[:64]
-    service.announce_ok(rt, session, row)
-    rt.hooks.defer(session, "alarm", key=f"alarm:refund_after_void:paid:{row.refund_order}",
-                   kind="refund_after_void", data=info,
-                   message=f"已作废的退款 {row.refund_order} 渠道已退款成功, 已恢复为退款 "
-                           f"(订单 {row.payment_order})")
-    return "refunded"
-
-
 # -- staff exits -----------------------------------------------------------------------------
 
 
 def _query(rt: Any, info: dict[str, Any]) -> Any:
     """The channel's word on the refund now; None when it gave none."""
-    pay = _pay()
+    pay = payment_api()
     try:
         result = pay.get_channel(rt, info["method"]).refund_query(
             {"payment_order": info["payment_order"], "amount": info["total"]},
@@ -258,17 +123,9 @@ def _not_paid(result: Any) -> bool:
     return result.status in ("ABNORMAL", "CLOSED", "NOT_FOUND")
 
 
-def _pay() -> Any:
-    import gonglun.plugins.payment as payment
-
-    return payment
-
-
 def resolve_manual(rt: Any, refund_id: int, note: str, admin_id: int) -> dict[str, Any]:
     """An admin paid the buyer outside the system: the held money leaves through ``manual``,
     the refund and the payment are done (``refund``), once the channel says it did not pay."""
-    from gonglun.plugins.refund import service
-
     token, info = _claim(rt, refund_id, "manual", admin_id)
     try:
         result = _query(rt, info)
@@ -279,7 +136,7 @@ def resolve_manual(rt: Any, refund_id: int, note: str, admin_id: int) -> dict[st
         _unclaim(rt, refund_id, token)
         if result is None:
             raise GonglunError("refund.channel_unconfirmed", MSG_UNCONFIRMED, status=502)
-        data = service.settle(rt, refund_id, result, source="manual_check")["data"]
+        data = settle(rt, refund_id, result, source="manual_check")["data"]
         if result.status == "SUCCESS":
             raise GonglunError("refund.paid_by_channel", MSG_PAID, status=409, data=data)
         raise GonglunError("refund.channel_processing", MSG_PROCESSING, status=409, data=data)
@@ -296,11 +153,11 @@ def resolve_manual(rt: Any, refund_id: int, note: str, admin_id: int) -> dict[st
         if not taken:
             raise lost(session, refund_id)
         row = session.get(Refund, refund_id, populate_existing=True)
-        service.release_hold(rt, session, row, to="manual", note=note, operator_id=admin_id)
-        service.move_payment(session, row, "fail_refund", "refund",
+        release_hold(rt, session, row, to="manual", note=note, operator_id=admin_id)
+        move_payment(session, row, "fail_refund", "refund",
                              meta={"manual": True, "resolved_by": admin_id})
-        data = service.snapshot(session, row.payment_id, row)
-    service.after(rt, data["payment"])
+        data = snapshot(session, row.payment_id, row)
+    after(rt, data["payment"])
     return data
 
 
@@ -309,9 +166,7 @@ def retry_channel(rt: Any, refund_id: int, bank: dict[str, Any], admin_id: int
     """Retry a failed refund through its channel: WeChat's abnormal-refund API for an
     ``ABNORMAL`` refund (to the buyer's or the merchant's bank card), else the same refund
     number again (idempotent at the channel). Claimed before the channel is asked."""
-    from gonglun.plugins.refund import service
-
-    pay = _pay()
+    pay = payment_api()
     token, info = _claim(rt, refund_id, "retry", admin_id)
     try:
         channel = pay.get_channel(rt, info["method"])
@@ -338,7 +193,7 @@ def retry_channel(rt: Any, refund_id: int, bank: dict[str, Any], admin_id: int
         raise GonglunError("refund.channel_unconfirmed", MSG_UNCONFIRMED, status=502,
                            data={"code": result.code})
     if result.status == "SUCCESS":
-        return service.settle(rt, refund_id, result, source="retry")["data"]
+        return settle(rt, refund_id, result, source="retry")["data"]
     if result.processing:
         with rt.db.write() as session:
             row = session.get(Refund, refund_id, populate_existing=True)
@@ -346,8 +201,8 @@ def retry_channel(rt: Any, refund_id: int, bank: dict[str, Any], admin_id: int
                 row.resolution, row.resolved_by = note[:255], admin_id
             elif row.paid_by != "channel":  # the channel's own success got there first: done
                 raise lost(session, refund_id)
-            data = service.snapshot(session, row.payment_id, row)
-        service.after(rt, data["payment"])
+            data = snapshot(session, row.payment_id, row)
+        after(rt, data["payment"])
         return data
     _unclaim(rt, refund_id, token, note)
     raise GonglunError("refund.channel_refused", f"退款失败:{result.msg or result.status}"[:200],

@@ -74,7 +74,7 @@ def paid_twice_problems(session: Session, problems: list[str]) -> list[str]:
     """Money that left twice for one refund, until staff resolve its reconciliation item."""
     from gonglun.plugins.payment import Payment
     from gonglun.plugins.payment.models import ReconItem
-    from gonglun.plugins.refund.exits import TWICE
+    from gonglun.plugins.refund.channel_exits import TWICE
 
     p, i = Payment.__table__.c, ReconItem.__table__.c
     r, t = Refund.__table__.c, Transfer.__table__.c

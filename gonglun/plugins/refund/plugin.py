@@ -131,7 +131,7 @@ def audit(rt: Any, problems: list[str], session: Any) -> list[str]:
 @hookimpl
 def register_ledger_accounts(rt: Any, accounts: dict[str, Any]) -> dict[str, Any]:
     from gonglun.ledger import SystemAccount
-    from gonglun.plugins.refund.exits import RECOVER
+    from gonglun.plugins.refund.channel_exits import RECOVER
 
     return {**accounts, RECOVER: SystemAccount(
         RECOVER, "重复退款待追回",

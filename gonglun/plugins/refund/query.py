@@ -91,8 +91,8 @@ def _apply_final(rt: Any, refund_order: str, result: Any) -> None:
         return
     from sqlalchemy import select
 
+    from gonglun.plugins.refund.answers import settle
     from gonglun.plugins.refund.models import FAILED, REFUNDING, SUCCESS, Refund
-    from gonglun.plugins.refund.service import settle
 
     with rt.db.read() as session:
         refund_id = session.scalar(select(Refund.id).where(
