@@ -199,14 +199,39 @@ def test_channel_refusal_gives_the_claim_back(live: Live) -> None:
 
 
 def test_unknown_outcome_is_queried_before_anything_else(live: Live) -> None:
+    """No answer to a refund request: the channel is asked first; one that does not know the
+    refund is sent the same request again under the same number (it pays it once); silence
+    voids nothing: the payment stays waiting, never refundable twice, until an answer."""
+    from gonglun.plugins.payment import get_channel
+
     _, headers = live.user("buyer")
     _, cs = live.user("cs", role="admin")
     payment = paid_channel(live, headers, "wxpay", 400)
     live.sb.post("/sandbox/faults", json={"channel": "wxpay", "http": "500", "count": 1})
-    failed = refund(live, payment, cs, amount=400, way="admin", reason="退款")
-    assert failed.status_code == 502, failed.text  # the query found nothing: nothing moved
-    assert state(live, payment["id"]) == ("ok", 0, None)
-    assert "127.0.0.1" not in failed.text
+    sent = refund(live, payment, cs, amount=400, way="admin", reason="退款")
+    assert sent.status_code == 201, sent.text  # not found, sent again: accepted
+    assert state(live, payment["id"])[:2] == ("wait_refund", 400)
+    [row] = refunds(live, Refund.payment_id == payment["id"])
+    assert get_channel(live.rt, "wxpay").refund_query(payment, row.refund_order).status \
+        == "PROCESSING"
+
+    other = paid_channel(live, headers, "wxpay", 300)
+    live.sb.post("/sandbox/faults", json={"channel": "wxpay", "http": "500", "count": 2})
+    blind = refund(live, other, cs, amount=300, way="admin", reason="退款")
+    assert blind.status_code == 502, blind.text  # request and query unanswered
+    assert blind.json()["error"] == "refund.outcome_unknown"
+    assert "127.0.0.1" not in blind.text
+    assert state(live, other["id"])[:2] == ("wait_refund", 300)  # nothing voided
+    again = refund(live, other, cs, amount=300, way="admin", reason="再退")
+    assert again.status_code == 409, again.text
+    # The confirmation job: the channel does not know it, so the same request goes again.
+    confirm_waiting(live.rt, "wxpay", older_than_s=0)
+    [row] = refunds(live, Refund.payment_id == other["id"])
+    assert get_channel(live.rt, "wxpay").refund_query(other, row.refund_order).status \
+        == "PROCESSING"
+    settle_wx(live, row.refund_order)
+    confirm_waiting(live.rt, "wxpay", older_than_s=0)
+    assert state(live, other["id"])[:2] == ("refund", 300)
     audit_clean(live)
 
 

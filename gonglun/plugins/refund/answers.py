@@ -81,8 +81,11 @@ def _transition(rt: Any, session: Any, row: Refund, payment: Any, result: Any,
     if result.refund_id:
         row.channel_refund_id = str(result.refund_id)[:64]
     status = result.status
-    if status == "NOT_FOUND" and accepted_before:
-        status = "UNKNOWN"  # a check that failed to find it: no answer
+    if status == "NOT_FOUND":
+        # A check that does not find it is no answer: a payout that failed (accepted before),
+        # or a request that may still land. Only a refusal of the request itself voids it
+        # (the confirmation job sends a refund it never saw answered again: ``send_again``).
+        status = "UNKNOWN"
     if status == "SUCCESS":
         to_state(session, row, payment, "refund")
         row.status, row.success_time, row.checks, row.paid_by = SUCCESS, now, 0, "channel"
@@ -100,7 +103,7 @@ def _transition(rt: Any, session: Any, row: Refund, payment: Any, result: Any,
         why = ABNORMAL_REASON if status == "ABNORMAL" else f"{status}:{result.msg}"
         _fail(rt, session, row, payment, result, why)
         return "failed", False
-    if status in ("REFUSED", "CLOSED", "NOT_FOUND"):
+    if status in ("REFUSED", "CLOSED"):
         failures = _count_failure(session, row, payment, result)
         cap = int(rt.config.get("refund.system_fail_cap", 3))
         if row.way == "system" and failures >= cap:  # REF-15, DECISIONS.md 12

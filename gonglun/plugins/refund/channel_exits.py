@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import true, update
+from sqlalchemy import select, true, update
 
 from gonglun.db import insert_ignore, utcnow
 from gonglun.errors import GonglunError
@@ -124,9 +124,10 @@ def paid_twice(rt: Any, session: Any, row: Refund, result: Any, *,
 def after_void(rt: Any, session: Any, row: Refund, payment: Any, result: Any) -> str:
     """The channel paid (or is paying) a refund we had voided (no answer, then a query that did
     not find it yet): the answer is compared, never dropped. Still processing there: finance is
-    told. Paid: while the payment is still ``ok`` with no other refund, the refund is taken
-    back up (its reversal restored, the payment ``refund``) and finance is told; otherwise the
-    payment was refunded again under another number and the money left twice."""
+    told. Paid: while the payment is still ``ok``, unsettled, with no other refund, the refund
+    is taken back up (its reversal restored, the payment ``refund``) and finance is told;
+    otherwise (settled to the seller, or refunded again under another number) escrow no
+    longer holds the money: it left twice (``paid_twice``)."""
     from gonglun.plugins.payment import Payment
 
     paid = result.status == "SUCCESS"
@@ -145,7 +146,7 @@ def after_void(rt: Any, session: Any, row: Refund, payment: Any, result: Any) ->
             taken = session.execute(
                 update(Payment)
                 .where(Payment.id == row.payment_id, Payment.state == "ok",
-                       Payment.refund_order.is_(None))
+                       Payment.refund_order.is_(None), Payment.settled_at.is_(None))
                 .values(state="refund", refund_order=row.refund_order, refund_time=now,
                         refund_reason=row.reason, version=Payment.version + 1)
                 .execution_options(synchronize_session=False)).rowcount
@@ -154,8 +155,12 @@ def after_void(rt: Any, session: Any, row: Refund, payment: Any, result: Any) ->
     except GonglunError as exc:  # a wallet that cannot cover the reversal: money left anyway
         log.warning("refund %s: paid after void, reversal refused: %s", row.refund_order, exc)
         taken = 0
-    if not taken:
-        return paid_twice(rt, session, row, result, why="退款单曾作废且订单已另行退款")
+    if not taken:  # refunded again meanwhile, or settled: escrow no longer holds the money
+        settled = session.scalar(select(Payment.settled_at).where(
+            Payment.id == row.payment_id)) is not None
+        why = "退款单曾作废, 订单已结算给卖家后渠道又退款成功" if settled \
+            else "退款单曾作废且订单已另行退款"
+        return paid_twice(rt, session, row, result, why=why)
     row.status, row.paid_by, row.checks = SUCCESS, "channel", 0
     row.channel_status, row.updated_at, row.success_time = "SUCCESS", now, now
     row.success = dumps(result.raw)

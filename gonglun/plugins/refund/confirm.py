@@ -12,6 +12,7 @@ from sqlalchemy import select
 from gonglun.db import utcnow
 from gonglun.plugins.refund.answers import SCHEDULE, settle
 from gonglun.plugins.refund.models import FAILED, REFUNDING, Refund
+from gonglun.plugins.refund.service import send_again
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,8 @@ def confirm_waiting(rt: Any, method: str, *, older_than_s: int | None = None,
 
     Checks that get no answer count toward ``fail_refund`` (``refund.confirm_failures``,
     one per job period); the channel's PROCESSING does not (the refund is shown stuck at the
-    channel instead); a refund the channel never received is voided. Refunds in
+    channel instead); a refund the channel does not know is sent again under its number, and
+    voided only when the channel refuses it. Refunds in
     ``fail_refund`` are asked about too, until an exit is taken: the channel's success there is
     the channel exit (DECISIONS.md 29).
     """
@@ -32,7 +34,9 @@ def confirm_waiting(rt: Any, method: str, *, older_than_s: int | None = None,
     cutoff = utcnow() - dt.timedelta(seconds=older)
     with rt.db.read() as session:
         rows = [row for status in (REFUNDING, FAILED) for row in session.execute(
-            select(Refund.id, Refund.refund_order, Refund.payment_order, Refund.total)
+            select(Refund.id, Refund.refund_order, Refund.payment_order, Refund.total,
+                   Refund.amount, Refund.reason, Refund.status, Refund.channel_status,
+                   Refund.channel_refund_id)
             .where(Refund.status == status, Refund.method == method,
                    Refund.created_at <= cutoff)
             .order_by(Refund.id).limit(limit)
@@ -46,9 +50,18 @@ def confirm_waiting(rt: Any, method: str, *, older_than_s: int | None = None,
         except ChannelError as exc:
             log.warning("refund %s: confirmation query failed: %s", row.refund_order, exc)
             result = RefundResult("UNKNOWN", "error", str(exc)[:200])
+        if result.status == "NOT_FOUND" and _never_accepted(row):
+            # Our request never got an answer and the channel does not know it: the same
+            # request again decides (never a void on silence).
+            result = send_again(channel, row)
         outcome = settle(rt, row.id, result, source="query")["outcome"]
         stats[outcome] = stats.get(outcome, 0) + 1
     return stats
+
+
+def _never_accepted(row: Any) -> bool:
+    return row.status == REFUNDING and not row.channel_refund_id and row.channel_status not in (
+        "PROCESSING", "ABNORMAL", "SUCCESS")
 
 
 def apply_notice(rt: Any, method: str, notice: dict[str, Any]) -> str:

@@ -207,17 +207,35 @@ def _refund_channel(rt: Any, payment_id: int, amount: int, way: str, reason: str
 
 
 def _ask_again(rt: Any, row: Refund, first: Any) -> Any:
-    """No answer: ask the channel whether the refund exists before anything else."""
+    """No answer: the request may or may not have reached the channel. Ask; a channel that
+    does not know the refund (yet) is sent the same request again (see ``send_again``). Only a
+    definite answer is applied: silence, or "not found" right after a timeout, voids nothing
+    (the first request may still land, and the payment must not be refundable meanwhile)."""
     pay = payment_api()
+    channel = pay.get_channel(rt, row.method)
     try:
-        again = pay.get_channel(rt, row.method).refund_query(
+        again = channel.refund_query(
             {"payment_order": row.payment_order, "amount": row.total}, row.refund_order)
     except pay.ChannelError as exc:
         log.warning("refund %s: query after an unknown outcome failed: %s", row.refund_order, exc)
         return first
-    if again.status == "NOT_FOUND":  # never reached the channel: a refusal, nothing moved
-        return pay.RefundResult("REFUSED", first.code, first.msg, raw=first.raw)
-    return again if again.status != "UNKNOWN" else first
+    if again.status == "NOT_FOUND":
+        again = send_again(channel, row)
+    return again if again.status not in ("UNKNOWN", "NOT_FOUND") else first
+
+
+def send_again(channel: Any, row: Refund) -> Any:
+    """The same refund request again, under the same refund number: both channels take a
+    number once (WeChat's ``out_refund_no``, Alipay's ``out_request_no``; both vendors say to
+    retry a system error so), so a first request that lands late pays nothing more. The answer
+    decides: accepted, or refused in so many words (4xx: nothing moved); else ``UNKNOWN``."""
+    pay = payment_api()
+    try:
+        return channel.refund({"payment_order": row.payment_order, "amount": row.total},
+                              row.refund_order, row.amount, row.reason)
+    except pay.ChannelError as exc:
+        log.warning("refund %s: sent again, no answer: %s", row.refund_order, exc)
+        return pay.RefundResult("UNKNOWN", "error", str(exc)[:200])
 
 
 def answer(rt: Any, outcome: dict[str, Any], result: Any) -> dict[str, Any]:
