@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gonglun.errors import GonglunError
@@ -61,6 +61,11 @@ def world(tmp_path_factory: Any) -> Any:
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(actions=st.lists(action, min_size=1, max_size=12))
+# Refunded in part, settled, refunded again: the audit read the settlement's split off today's
+# refund total instead of the refunds before it (a false alarm hypothesis found).
+@example(actions=[("pay_balance", "tao", 297), ("refund", 0, 46, "system"),
+                  ("refund", 0, 28, "admin"), ("settle", 0),
+                  ("pay_channel", "tao", 97, "alipay"), ("refund", 0, 11, "admin")])
 def test_random_money_keeps_every_invariant(world: Any, actions: list[tuple[Any, ...]]) -> None:
     rt, channels = world
     run = next(_run)

@@ -160,9 +160,11 @@ def _collect_line(r: Any) -> str:
 
 
 def _settle_keys(q: _Orders) -> Any:
-    """Settlement moved either the whole order (settled before any refund) or what a refund
-    before it left (``funds.settlement_split``: the same end result); the per-account check
-    above holds the rest to the row exactly."""
+    """Settlement moved what the refunds before it left (the whole order when there were none):
+    ``funds.settlement_split`` of some refunded amount R, between nothing and what is refunded
+    now (refunds after settlement come back from the seller, not through these transfers).
+    R is read off the two transfers; the commission must be the one R leaves. The
+    per-account check above holds the rest to the row exactly."""
     o = q.o
     s, c = _T.alias("s"), _T.alias("c")
 
@@ -170,18 +172,17 @@ def _settle_keys(q: _Orders) -> Any:
         missing = or_(t.c.id.is_(None), t.c.code != code, t.c.amount != amount, t.c.ref != o.ref)
         return or_(and_(amount > 0, missing), and_(amount <= 0, t.c.id.isnot(None)))
 
-    def split_wrong(seller: Any, commission: Any) -> Any:
-        return or_(wrong(s, SETTLE, seller), wrong(c, COMMISSION, commission))
-
-    left_back = o.refund_amount - q.income_back
+    before = o.amount - func.coalesce(s.c.amount, 0) - func.coalesce(c.c.amount, 0)
+    commission = o.income - (before * o.income) // o.amount
     return (
         select(o.id, s.c.id.label("settle_id"), c.c.id.label("commission_id"))
         .select_from(o.id.table)
         .outerjoin(s, s.c.idempotency_key == _text("settle:", o.id))
         .outerjoin(c, c.c.idempotency_key == _text("commission:", o.id))
         .where(q.checked, q.settled,
-               split_wrong(o.amount - o.income, o.income),
-               split_wrong(o.amount - o.income - left_back, o.income - q.income_back))
+               or_(before < 0, before > o.refund_amount,
+                   wrong(s, SETTLE, o.amount - before - commission),
+                   wrong(c, COMMISSION, commission)))
         .order_by(o.id)
     )
 
