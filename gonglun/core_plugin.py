@@ -1,4 +1,5 @@
-"""The core plugin: the platform's own routes and health checks. Essential: cannot be disabled."""
+"""The core plugin: the platform's own routes (the ledger's among them), its ``gonglun ledger``
+command and its health checks. Essential: cannot be disabled."""
 
 from __future__ import annotations
 
