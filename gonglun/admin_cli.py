@@ -7,20 +7,10 @@ the machine and OS user that ran it. Passwords come from a prompt or stdin, neve
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import socket
 from typing import Any
 
-from gonglun.commands.base import read_password
-
-
-def actor() -> tuple[None, str, str]:
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = "?"
-    return None, f"cli:{user}", f"host:{socket.gethostname()}"
+from gonglun.commands.base import actor, read_password
 
 
 def _out(data: Any) -> None:
@@ -38,10 +28,11 @@ def cmd_list(rt: Any, args: argparse.Namespace) -> int:
 
 def cmd_show(rt: Any, args: argparse.Namespace) -> int:
     from gonglun.accounts.admin import audit_log, find, user_view
+    from gonglun.ledger.reads import balance
 
     with rt.db.read() as session:
         user = find(session, args.user)
-        _out({"user": user_view(session, user),
+        _out({"user": user_view(session, user, balance(session, user.id)),
               "actions": audit_log(session, target=user.id, limit=20)["actions"]})
     return 0
 

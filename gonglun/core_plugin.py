@@ -1,11 +1,11 @@
-"""The core plugin: the platform's own routes and health checks. Essential: cannot be disabled."""
+"""The core plugin: the platform's own routes (the ledger's among them), its ``gonglun ledger``
+command and its health checks. Essential: cannot be disabled."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from gonglun.hooks import hookimpl
-from gonglun.ledger.plugin import register_ledger_commands, register_ledger_routes
 
 __all__ = ["find_account", "health", "register_ledger_commands", "register_ledger_routes",
            "register_routes", "sms_code_guard", "user_login"]
@@ -71,9 +71,33 @@ def admin_routes(rt: Any) -> list[Any]:
     ]
 
 
+@hookimpl(specname="register_routes", priority=0)
+def register_ledger_routes(rt: Any, routes: list[Any]) -> list[Any]:
+    """The ledger's admin routes (``gonglun/api/ledger_resources.py``)."""
+    from gonglun.api import ledger_resources as lr
+    from gonglun.api.routes import Route
+
+    tags = ("ledger", "admin")
+    return [
+        *routes,
+        Route("/v1/ledger/accounts", lr.LedgerAccounts(rt), tags=tags),
+        Route("/v1/ledger/transfers", lr.LedgerTransfers(rt), tags=tags),
+        Route("/v1/ledger/adjustments", lr.LedgerAdjustments(rt), tags=tags,
+              schemas={"post": lr.ADJUST_SCHEMA}),
+    ]
+
+
+@hookimpl(specname="register_commands", priority=0)
+def register_ledger_commands(rt: Any, commands: list[Any]) -> list[Any]:
+    """``gonglun ledger`` (``gonglun/commands/ledger.py``)."""
+    from gonglun.commands.ledger import ledger_command
+
+    return [*commands, ledger_command()]
+
+
 @hookimpl(priority=0)
 def health(rt: Any, checks: dict[str, Any]) -> dict[str, Any]:
-    from gonglun.api.core_resources import health_checks
+    from gonglun.health import health_checks
 
     return health_checks(rt, checks)
 

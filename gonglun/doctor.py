@@ -49,7 +49,7 @@ def services(rt: Any) -> list[Finding]:
         return "reachable" if rt.config.redis_url else "embedded (in-process)"
 
     def broker() -> str:
-        from gonglun.api.core_resources import health_checks
+        from gonglun.health import health_checks
 
         result = health_checks(rt, {})["broker"]
         if not result.get("ok"):

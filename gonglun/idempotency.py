@@ -47,6 +47,7 @@ from sqlalchemy import Integer, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gonglun.accounts.models import ID
+from gonglun.concurrency import run_sync
 from gonglun.db import Base, UTCDateTime, insert_ignore, utcnow
 from gonglun.errors import GonglunError
 
@@ -259,8 +260,6 @@ def renew(rt: Any, slot: Slot) -> bool:
 
 async def _keep_leased(rt: Any, slot: Slot) -> None:
     """Renew the lease every third of it while the request runs (the owner is alive)."""
-    from gonglun.api.util import run_sync
-
     while True:
         await asyncio.sleep(lease_s(rt) / 3)
         try:
@@ -315,8 +314,6 @@ async def idempotent(rt: Any, req: Any, resp: Any, scope: str, body: Any, work: 
 
     ``work`` receives the slot's ``request_key`` (a stable business key) or None without one.
     """
-    from gonglun.api.util import run_sync
-
     key = key_from(req)
     if key is None:
         await work(None)

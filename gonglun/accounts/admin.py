@@ -47,16 +47,15 @@ def record(session: Session, *, actor_id: int | None, actor: str, action: str,
                             created_at=utcnow()))
 
 
-def user_view(session: Session, user: User) -> dict[str, Any]:
+def user_view(session: Session, user: User, balance: int) -> dict[str, Any]:
     """What an admin sees of a user (never the password hash), with live token count and
-    wallet balance in fen (negative: the user owes the platform, BAL-05)."""
-    from gonglun.ledger.reads import balance
-
+    wallet ``balance`` in fen (negative: the user owes the platform, BAL-05), which the caller
+    reads from the ledger (``gonglun.ledger.reads.balance``: the ledger sits above accounts)."""
     tokens = session.scalar(select(func.count()).select_from(ApiToken).where(
         ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None),
         ApiToken.expires_at > utcnow()))
     return {**service.user_dict(user), "live_tokens": int(tokens or 0),
-            "balance": balance(session, user.id)}
+            "balance": balance}
 
 
 def list_users(session: Session, *, query: str | None = None, role: str | None = None,

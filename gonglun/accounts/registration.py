@@ -25,8 +25,8 @@ from gonglun.accounts.profile import check_nickname, check_phone, nickname_taken
 from gonglun.accounts.service import NICKNAME_TAKEN, create_user, set_meta
 from gonglun.accounts.service import _check_password as check_password_rules
 from gonglun.accounts.throttle import address_bucket
-from gonglun.api.util import get_str
 from gonglun.errors import GonglunError, conflict
+from gonglun.fields import get_str
 
 TYPES = ("phone", "wechat", "wechat_bind")
 SCENES = {"phone": "register", "wechat": "wechat_reg", "wechat_bind": "wechat_bind"}

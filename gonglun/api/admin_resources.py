@@ -78,24 +78,27 @@ class AdminUser:
 
     def _act(self, req: Any, raw: str, fn: Any) -> dict[str, Any]:
         from gonglun.accounts.admin import user_view
+        from gonglun.ledger.reads import balance
 
         with self.rt.db.write() as session:
             user = _target(session, req, raw)
             result = fn(session, user)
             session.flush()
             session.refresh(user)
-            return {"user": user_view(session, user), "result": result}
+            return {"user": user_view(session, user, balance(session, user.id)),
+                    "result": result}
 
     async def on_get(self, req: Any, resp: Any, user_id: str) -> None:
         """One user with their live tokens and the admin actions about them."""
         from gonglun.accounts.admin import audit_log, find, user_view
+        from gonglun.ledger.reads import balance
 
         uid = path_id(user_id, error="user.not_found", msg="用户不存在")
 
         def load() -> dict[str, Any]:
             with self.rt.db.read() as session:
                 user = find(session, uid)
-                return {"user": user_view(session, user),
+                return {"user": user_view(session, user, balance(session, user.id)),
                         "actions": audit_log(session, target=user.id, limit=20)["actions"]}
 
         ok(resp, await run_sync(load))

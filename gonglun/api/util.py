@@ -1,33 +1,32 @@
-"""Helpers every resource uses: the success envelope, JSON bodies, validation, thread offload."""
+"""Helpers every resource uses: the success envelope, JSON bodies, validation, thread offload.
+
+The checks of values (``get_str``, ``get_int``...) live in ``gonglun.fields`` and the thread
+offload (``run_sync``, ``run_cpu``) in ``gonglun.concurrency``, below the API, so the layers
+under it use them too; they are re-exported here for the resources and the plugins."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import ipaddress
 import json
 import re
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
+from gonglun.concurrency import cpu_pool, run_cpu, run_sync
 from gonglun.errors import GonglunError
+from gonglun.fields import (
+    INT64_MAX,
+    MAX_AMOUNT_FEN,
+    ascii_ref,
+    clean_text,
+    get_int,
+    get_str,
+    path_id,
+)
 
-T = TypeVar("T")
-
-#: Largest amount accepted anywhere unless configured lower: 10 million yuan, in fen.
-MAX_AMOUNT_FEN = 1_000_000_000
-#: Every integer a client sends fits a signed 64-bit column.
-INT64_MAX = 2**63 - 1
 #: Bodies larger than this are refused before they are read (``server.max_body_bytes``).
 DEFAULT_MAX_BODY = 1_048_576
 #: JSON nested deeper than this is refused (nothing the API takes needs more than 3 levels).
 MAX_JSON_DEPTH = 32
-#: C0 controls and DEL (NUL breaks PostgreSQL text; the others have no place in a field).
-#: Tab and newline are allowed only where a field says so (``multiline``).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f]")
-_ASCII_REF = re.compile(r"[0-9]{1,32}")
 
 
 def ok(resp: Any, data: Any = None, *, status: int = 200, msg: str = "ok") -> None:
@@ -105,95 +104,6 @@ async def json_body(req: Any) -> dict[str, Any]:
     return data
 
 
-def clean_text(name: str, value: str, *, multiline: bool = False) -> str:
-    """Refuse control characters (NUL above all: PostgreSQL text cannot hold it)."""
-    pattern = _CONTROL if multiline else _CONTROL_LINE
-    if pattern.search(value):
-        raise GonglunError("request.invalid_characters", f"参数 {name} 含有非法字符",
-                           data={"field": name})
-    return value
-
-
-def ascii_ref(value: Any, *, error: str, msg: str, max_len: int = 32) -> str:
-    """A reference made of ASCII digits only (``isdigit`` admits ``²`` and ``١``, which
-    ``int()`` and the database then choke on); anything else is ``error`` (400)."""
-    text = value.strip() if isinstance(value, str) else ""
-    if len(text) > max_len or not _ASCII_REF.fullmatch(text):
-        raise GonglunError(error, msg)
-    return text
-
-
-def path_id(value: Any, *, error: str, msg: str, status: int = 404) -> int:
-    """A positive int64 primary key from a path segment; anything else answers like a miss."""
-    text = value.strip() if isinstance(value, str) else str(value)
-    if not _ASCII_REF.fullmatch(text) or not 0 < int(text) <= INT64_MAX:
-        raise GonglunError(error, msg, status=status)
-    return int(text)
-
-
-def get_str(
-    body: dict[str, Any],
-    name: str,
-    *,
-    required: bool = True,
-    max_len: int = 255,
-    choices: tuple[str, ...] | None = None,
-    default: str | None = None,
-    multiline: bool = False,
-) -> str | None:
-    """A string field: length-bounded, free of control characters (``multiline`` allows tab
-    and newline), one of ``choices`` when given."""
-    value = body.get(name)
-    if value is None or value == "":
-        if required:
-            raise GonglunError("request.missing_field", f"缺少参数: {name}", data={"field": name})
-        return default
-    if not isinstance(value, str):
-        raise GonglunError("request.invalid_type", f"参数 {name} 必须是字符串",
-                           data={"field": name})
-    if len(value) > max_len:
-        raise GonglunError("request.too_long", f"参数 {name} 过长", data={"field": name})
-    clean_text(name, value, multiline=multiline)
-    if choices is not None and value not in choices:
-        raise GonglunError(
-            "request.invalid_choice",
-            f"参数 {name} 取值无效, 可选: {', '.join(choices)}",
-            data={"field": name, "choices": list(choices)},
-        )
-    return value
-
-
-def get_int(
-    body: dict[str, Any],
-    name: str,
-    *,
-    required: bool = True,
-    minimum: int | None = None,
-    maximum: int | None = None,
-    default: int | None = None,
-) -> int | None:
-    """An integer field; floats, booleans and numeric strings are refused (money is fen).
-
-    Bounded to a signed 64-bit value whatever the caller asks, so no database overflows.
-    """
-    minimum = -INT64_MAX if minimum is None else max(minimum, -INT64_MAX)
-    maximum = INT64_MAX if maximum is None else min(maximum, INT64_MAX)
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise GonglunError("request.missing_field", f"缺少参数: {name}", data={"field": name})
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise GonglunError("request.invalid_type", f"参数 {name} 必须是整数", data={"field": name})
-    if minimum is not None and value < minimum:
-        raise GonglunError("request.out_of_range", f"参数 {name} 不能小于 {minimum}",
-                           data={"field": name})
-    if maximum is not None and value > maximum:
-        raise GonglunError("request.out_of_range", f"参数 {name} 不能大于 {maximum}",
-                           data={"field": name})
-    return value
-
-
 def query_str(req: Any, name: str, *, max_len: int = 64,
               choices: tuple[str, ...] | None = None) -> str | None:
     """A query-string value: bounded, printable, one of ``choices`` when given; None if absent."""
@@ -222,34 +132,6 @@ def query_int(req: Any, name: str, default: int, *, minimum: int = 0, maximum: i
     if not minimum <= value <= maximum:
         raise GonglunError("request.out_of_range", f"参数 {name} 超出范围", data={"field": name})
     return value
-
-
-async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """Run blocking work (SQLAlchemy, SDK calls) off the event loop."""
-    return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
-
-
-#: CPU-heavy work runs on small named pools: ``crypto`` (RSA of channel notifications and
-#: signatures) and ``auth`` (Argon2). A burst of one queues on its own pool instead of taking
-#: every core from the event loop, the I/O pool, or the other.
-_CPU_POOLS: dict[str, ThreadPoolExecutor] = {}
-_CPU_THREADS = {"crypto": 2, "auth": 1}
-
-
-def cpu_pool(name: str = "crypto", threads: int | None = None) -> ThreadPoolExecutor:
-    pool = _CPU_POOLS.get(name)
-    if pool is None:
-        size = max(1, threads or _CPU_THREADS.get(name, 1))
-        pool = _CPU_POOLS.setdefault(
-            name, ThreadPoolExecutor(size, thread_name_prefix=f"gonglun-{name}"))
-    return pool
-
-
-async def run_cpu(fn: Callable[..., T], /, *args: Any, pool: str = "crypto",
-                  **kwargs: Any) -> T:
-    """Run CPU-heavy work on the named CPU pool (``server.cpu_threads`` for ``crypto``)."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(cpu_pool(pool), functools.partial(fn, *args, **kwargs))
 
 
 def client_ip(req: Any, trusted: list[Any] | None = None) -> str:
@@ -307,6 +189,7 @@ __all__ = [
     "ascii_ref",
     "clean_text",
     "client_ip",
+    "cpu_pool",
     "get_int",
     "get_str",
     "header_text",

@@ -1,10 +1,12 @@
 """What every command shares: the ``Command`` record plugins add through ``register_commands``,
-the runtime a command runs on, the schema and database checks, and the password a command
-reads (``users add``, ``users passwd``)."""
+the runtime a command runs on, the schema and database checks, the password a command
+reads (``users add``, ``users passwd``) and who ran it, for the admin audit log (``actor``)."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,10 +54,17 @@ def read_password(args: argparse.Namespace) -> str:
     if args.password is not None:
         return str(args.password)
     if not args.password_stdin and sys.stdin.isatty():
-        import getpass
-
         first = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != first:
             raise GonglunError("user.password_mismatch", "两次输入的密码不一致")
         return first
     return sys.stdin.readline().rstrip("\r\n")
+
+
+def actor() -> tuple[None, str, str]:
+    """Who runs a command, for the admin audit log: no user id, the OS user and the machine."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "?"
+    return None, f"cli:{user}", f"host:{socket.gethostname()}"

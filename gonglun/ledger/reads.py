@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, case, func, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from gonglun.errors import GonglunError
-from gonglun.ledger.accounts import ESCROW, system_accounts, wallet
+from gonglun.ledger.accounts import ESCROW, ensure_system_accounts, system_accounts, wallet
 from gonglun.ledger.models import Account, AccountBalance, Transfer
 from gonglun.ledger.moves import TransferRow
 
@@ -228,6 +228,14 @@ def list_accounts(rt: Any, session: Session) -> dict[str, Any]:
             "total": sum(a["balance"] for a in system) + wallets["balance"]}
 
 
+def accounts_report(rt: Any) -> dict[str, Any]:
+    """``list_accounts`` once every declared system account exists (the admin views')."""
+    with rt.db.write() as session:
+        ensure_system_accounts(rt, session)
+    with rt.db.read() as session:
+        return list_accounts(rt, session)
+
+
 def list_transfers(
     session: Session, *, account: str | None = None, code: str | None = None,
     ref: str | None = None, limit: int = 50, before: int | None = None,
@@ -251,5 +259,6 @@ def list_transfers(
 
 
 __all__ = ["NEGATIVE_BALANCE_ERROR", "NEGATIVE_BALANCE_MSG", "Posting", "account_balance",
-           "balance", "check_not_negative", "held", "legs", "list_accounts", "list_transfers",
-           "negative_blocks", "positions", "posting_dict", "postings", "transfers_by_key"]
+           "accounts_report", "balance", "check_not_negative", "held", "legs", "list_accounts",
+           "list_transfers", "negative_blocks", "positions", "posting_dict", "postings",
+           "transfers_by_key"]

@@ -71,7 +71,7 @@ def register_periodic_jobs(rt: Any, jobs: list[Any]) -> list[Any]:
 
 @hookimpl
 def register_commands(rt: Any, commands: list[Any]) -> list[Any]:
-    from gonglun.cli import Command
+    from gonglun.commands.base import Command
     from gonglun.plugins.notify import cli
 
     return [*commands, Command("notify", "notifications: delivery log, scenes, retry, send",

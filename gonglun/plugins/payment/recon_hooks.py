@@ -148,7 +148,7 @@ def cmd_recon_resolve(rt: Any, args: argparse.Namespace) -> int:
 
 
 def _ensure_schema(rt: Any) -> None:
-    from gonglun.cli import _ensure_schema as ensure
+    from gonglun.commands.base import ensure_schema as ensure
 
     ensure(rt)
 
@@ -181,7 +181,7 @@ def _no_subcommand(rt: Any, args: argparse.Namespace) -> int:
 
 @hookimpl(specname="register_commands")
 def register_recon_commands(rt: Any, commands: list[Any]) -> list[Any]:
-    from gonglun.cli import Command
+    from gonglun.commands.base import Command
 
     return [*commands, Command("payments", "payment operations: reconciliation",
                                _payments_args, _no_subcommand)]
