@@ -116,7 +116,9 @@ def _transition(rt: Any, session: Any, row: Refund, payment: Any, result: Any,
     return "unknown", False
 
 
-def _period(rt: Any, method: str) -> float:
+def confirm_period(rt: Any, method: str) -> float:
+    """Seconds between two confirmation runs for ``method``: the job's schedule and the gap
+    between two counted checks come from here alone."""
     every = SCHEDULE.get(method, (600.0, 0))[0]
     return float(rt.config.get(f"refund.confirm_every_s.{method}", every))
 
@@ -130,7 +132,7 @@ def _checked(rt: Any, session: Any, row: Refund, payment: Any, result: Any) -> s
     ``fail_refund``."""
     now = utcnow()
     pending = "processing" if result.status == "PROCESSING" else "unknown"
-    gap = dt.timedelta(seconds=_period(rt, row.method) * 0.9)
+    gap = dt.timedelta(seconds=confirm_period(rt, row.method) * 0.9)
     if row.checked_at is not None and now - row.checked_at < gap:
         return pending
     row.checked_at = now

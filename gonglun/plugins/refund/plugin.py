@@ -57,15 +57,11 @@ def register_actors(rt: Any, actors: list[Any]) -> list[Any]:
 
 @hookimpl
 def register_periodic_jobs(rt: Any, jobs: list[Any]) -> list[Any]:
-    from gonglun.plugins.refund.confirm import SCHEDULE
+    from gonglun.plugins.refund.answers import SCHEDULE, confirm_period
     from gonglun.tasks import PeriodicJob
 
-    return [
-        *jobs,
-        *(PeriodicJob(f"refund.confirm_{m}", float(rt.config.get(
-            f"refund.confirm_every_s.{m}", every)), f"refund.confirm_{m}")
-          for m, (every, _) in SCHEDULE.items()),
-    ]
+    return [*jobs, *(PeriodicJob(f"refund.confirm_{m}", confirm_period(rt, m),
+                                 f"refund.confirm_{m}") for m in SCHEDULE)]
 
 
 @hookimpl
