@@ -134,9 +134,14 @@ def sms_code_guard(rt: Any, errors: list[Any], phone: str, scene: str,
 
 @hookimpl(priority=0)
 def startup_checks(rt: Any, problems: list[str]) -> list[str]:
-    """The sandbox outside the embedded default: payments are simulated (DECISIONS.md 23)."""
+    """The sandbox outside the embedded default: payments are simulated (DECISIONS.md 23);
+    what each disabled plugin leaves unserved."""
     from gonglun.embedded import SIMULATED
+    from gonglun.hooks.unserved import unserved
 
     if rt.config.sandbox_explicit:
         problems.append(SIMULATED)
+    pm = getattr(rt, "pm", None)
+    if pm is not None:
+        problems.extend(unserved(pm))
     return problems

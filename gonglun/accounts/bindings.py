@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gonglun.accounts.codes import code_accepted
 from gonglun.accounts.models import User
 from gonglun.db import utcnow
 from gonglun.errors import GonglunError
@@ -69,5 +70,5 @@ def verify_contact(rt: Any, kind: str, value: str, code: Any) -> None:
     """The code sent to the new phone (``bind_phone``) or email (``bind_email``) must match,
     as the plugin owning the codes decides (``sms_code_check``); refused otherwise."""
     scene = "bind_phone" if kind == "phone" else "bind_email"
-    if rt.hooks.decide("sms_code_check", phone=value, scene=scene, code=code) is not True:
+    if not code_accepted(rt, value, scene, code):
         raise GonglunError("binding.bad_code", "验证码错误或已过期")

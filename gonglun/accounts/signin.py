@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from gonglun.accounts import tickets, wechat
+from gonglun.accounts.codes import code_accepted
 from gonglun.accounts.login import Client, announce, finish_login
 from gonglun.accounts.profile import check_phone, user_by_phone
 from gonglun.errors import GonglunError
@@ -45,7 +46,7 @@ def sms_login(rt: Any, phone: Any, code: Any, client: Client) -> dict[str, Any]:
     number = check_phone(phone)
     if not isinstance(code, str) or not code.isascii() or not code.isdigit() or len(code) > 8:
         raise GonglunError("account.invalid_code", MSG_CODE, status=401)
-    if rt.hooks.decide("sms_code_check", phone=number, scene=LOGIN_SCENE, code=code) is not True:
+    if not code_accepted(rt, number, LOGIN_SCENE, code):
         raise GonglunError("account.invalid_code", MSG_CODE, status=401)
     with rt.db.write() as session:
         user = user_by_phone(session, number)

@@ -14,6 +14,7 @@ import importlib.metadata
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -78,6 +79,29 @@ class Impl:
         return f"{name[:150]}#{hashlib.sha256(name.encode()).hexdigest()[:40]}"
 
 
+def _package_dir(module: str) -> Path | None:
+    """The folder of the package holding ``module`` (the module's own when it is a package),
+    found from the import system's metadata alone: nothing is imported, not even parents. None
+    for a top-level single-file module (its folder is site-packages, no plugin's own)."""
+    import importlib.util
+
+    parts = [p for p in module.split(".") if p]
+    if not parts:
+        return None
+    try:
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    for part in parts[1:]:
+        if not (folder / part).is_dir():
+            break  # a module file: its package is the folder it sits in
+        folder = folder / part
+    return folder
+
+
 class PluginManager(pluggy.PluginManager):
     """pluggy's manager plus sources, dependencies and a priority-ordered implementation cache."""
 
@@ -86,6 +110,7 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(specs)
         self.sources: dict[str, str] = {}
         self.known: dict[str, str] = {}  #: every plugin seen, enabled or not: name → source
+        self.modules: dict[str, str] = {}  #: every plugin seen: name → its module's dotted path
         self._impl_cache: dict[str, tuple[Impl, ...]] = {}
 
     # Registration changes invalidate the ordered-implementation cache.
@@ -142,6 +167,7 @@ class PluginManager(pluggy.PluginManager):
             self.set_blocked(name)
         for name, module in DEFAULT_PLUGINS:
             self.known[name] = "builtin"
+            self.modules[name] = module
             if self.is_blocked(name):
                 continue
             self._register(importlib.import_module(module), name, "builtin")
@@ -149,6 +175,7 @@ class PluginManager(pluggy.PluginManager):
             for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
                 source = f"entrypoint:{ep.dist.name if ep.dist else '?'}"
                 self.known.setdefault(ep.name, source)
+                self.modules.setdefault(ep.name, ep.module)
                 if self.is_blocked(ep.name) or self.get_plugin(ep.name) is not None:
                     continue
                 try:
@@ -184,6 +211,21 @@ class PluginManager(pluggy.PluginManager):
                         if self.is_blocked(needed)
                         else f"plugin {name!r} requires {needed!r}, which {why}"
                     )
+
+    def disabled(self) -> list[str]:
+        """Installed plugins the configuration switched off, in load order."""
+        return [name for name in self.known if self.get_plugin(name) is None]
+
+    def migration_dirs(self, names: Iterable[str]) -> list[str]:
+        """The ``migrations`` folder of each plugin in ``names`` that has one, found without
+        importing the plugin: the folder beside its module, inside its package (a disabled
+        plugin's import-time code never runs, yet Alembic still knows its revisions)."""
+        found = []
+        for name in names:
+            folder = _package_dir(self.modules.get(name, ""))
+            if folder is not None and (folder / "migrations").is_dir():
+                found.append(str(folder / "migrations"))
+        return found
 
     def plugin_infos(self) -> list[PluginInfo]:
         return [
