@@ -77,6 +77,9 @@ def fill_tokens(rt: Any, user_id: int) -> int:
 
 def test_a_read_only_database_answers_503_storage_read_only(make_rt: Any) -> None:
     rt = make_rt()
+    if rt.db.dialect == "mysql":
+        pytest.skip("MariaDB's read-only switch is server-wide (read_only): not done to a "
+                    "shared server")
     _, admin = make_user(rt, "root", role="admin")
     make_user(rt)
     client = testing.TestClient(create_app(rt=rt))

@@ -205,8 +205,9 @@ def test_no_plaintext_identity_in_any_table(face: FaceLive) -> None:
     needles = (NAME_A, ID_A, ID_A[6:14], NAME_A.encode("unicode_escape").decode())
     engine = face.rt.db.engine
     with engine.connect() as conn:
+        quote = conn.dialect.identifier_preparer.quote
         for table in inspect(engine).get_table_names():
-            for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+            for row in conn.execute(text(f"SELECT * FROM {quote(table)}")):
                 flat = " ".join(str(v) for v in row)
                 assert not any(n in flat for n in needles), (table, flat[:200])
     assert UA and FP
