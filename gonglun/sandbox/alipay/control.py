@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import falcon.asgi
-
 from ..common import AmountError, alipay_trade_no, fen_to_yuan, now, parse_time
-from ..core import guard
 from ..store import ALIPAY, Refund, Trade
-from ..web import ControlError, ok, read_json
+from ..trade_control import TradeControlResource
+from ..web import ControlError
 from .refunds import AlipayRefunds
 from .trades import AlipayTrades
 from .wire import CLOSED, FAILED, FINISHED, PENDING, SETTLE_STATUSES, SUCCESS, WAIT, biz_amount
@@ -180,49 +178,16 @@ class AlipayControl(AlipayTrades, AlipayRefunds):
         trade.state = FINISHED
 
 
-class AlipayControlResource:
+class AlipayControlResource(TradeControlResource):
     """``/sandbox/alipay/...``: the buyer and the bank (mounted by ``AlipayChannel``)."""
 
-    #: Mounted into Gonglun's API on the embedded default: the gateway has no users.
-    auth = "public"
+    vendor, noun = ALIPAY, "Alipay trade"
 
-    def __init__(self, channel: AlipayControl) -> None:
-        self.channel = channel
-        self.sb = channel.sb
+    def view(self, trade: Trade) -> dict[str, Any]:
+        return self.channel.view(trade)
 
-    @guard
-    async def on_get_trades(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        ok(resp, [self.channel.view(t) for t in self.sb.store.trades.values()
-                  if t.channel == ALIPAY])
+    def pay(self, no: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.channel.pay(no, body)
 
-    @guard
-    async def on_post_trades(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        ok(resp, self.channel.create(await read_json(req, required=True)), 201)
-
-    @guard
-    async def on_get_trade(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                           no: str) -> None:
-        trade = self.sb.store.trade(ALIPAY, no)
-        if trade is None:
-            raise ControlError(404, "trade_not_found", f"no Alipay trade {no!r}")
-        ok(resp, self.channel.view(trade))
-
-    @guard
-    async def on_patch_trade(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                             no: str) -> None:
-        ok(resp, self.channel.adjust(no, await read_json(req, required=True)))
-
-    @guard
-    async def on_post_pay(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                          no: str) -> None:
-        ok(resp, self.channel.pay(no, await read_json(req)))
-
-    @guard
-    async def on_post_refund(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                             no: str) -> None:
-        ok(resp, self.channel.console_refund(no, await read_json(req, required=True)))
-
-    @guard
-    async def on_post_settle(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                             no: str) -> None:
-        ok(resp, self.channel.settle_refund(no, await read_json(req)))
+    def settle(self, no: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.channel.settle_refund(no, body)

@@ -9,9 +9,9 @@ from typing import Any
 import falcon.asgi
 
 from ..common import digits, now, parse_time, wechat_transaction_id
-from ..core import guard
 from ..store import WXPAY, Trade
-from ..web import ControlError, ok, read_json
+from ..trade_control import TradeControlResource
+from ..web import ControlError
 from .refunds import WxpayRefunds
 from .transactions import WxpayTransactions, checkmweb_page
 from .wire import CERTIFICATE, CLOSED, NOTPAY, PUBLIC_KEY, REFUND, SUCCESS, Call
@@ -177,52 +177,20 @@ def _fen(data: dict[str, Any], name: str) -> int | None:
     return value
 
 
-class WxpayControlResource:
+class WxpayControlResource(TradeControlResource):
     """``/sandbox/wxpay/...``: the buyer and the bank (mounted by ``WxpayChannel``)."""
 
-    #: Mounted into Gonglun's API on the embedded default: the gateway has no users.
-    auth = "public"
+    vendor, noun = WXPAY, "WeChat Pay order"
+    settle_body_required = True
 
-    def __init__(self, channel: WxpayControl) -> None:
-        self.channel = channel
-        self.sb = channel.sb
+    def view(self, trade: Trade) -> dict[str, Any]:
+        return self.channel.control_view(trade)
 
-    @guard
-    async def on_get_trades(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        ok(resp, [self.channel.control_view(t) for t in self.sb.store.trades.values()
-                  if t.channel == WXPAY])
+    def pay(self, no: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.channel.control_pay(no, body)
 
-    @guard
-    async def on_post_trades(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        ok(resp, self.channel.create(await read_json(req, required=True)), 201)
-
-    @guard
-    async def on_get_trade(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                           no: str) -> None:
-        trade = self.sb.store.trade(WXPAY, no)
-        if trade is None:
-            raise ControlError(404, "trade_not_found", f"no WeChat Pay order {no!r}")
-        ok(resp, self.channel.control_view(trade))
-
-    @guard
-    async def on_patch_trade(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                             no: str) -> None:
-        ok(resp, self.channel.adjust(no, await read_json(req, required=True)))
-
-    @guard
-    async def on_post_pay(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                          no: str) -> None:
-        ok(resp, self.channel.control_pay(no, await read_json(req)))
-
-    @guard
-    async def on_post_refund(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                             no: str) -> None:
-        ok(resp, self.channel.console_refund(no, await read_json(req, required=True)))
-
-    @guard
-    async def on_post_settle(self, req: falcon.asgi.Request, resp: falcon.asgi.Response,
-                             no: str) -> None:
-        ok(resp, self.channel.settle(no, await read_json(req, required=True)))
+    def settle(self, no: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.channel.settle(no, body)
 
     async def on_get_checkmweb(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         prepay_id = req.get_param("prepay_id") or ""
