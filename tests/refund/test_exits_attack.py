@@ -156,12 +156,7 @@ def test_channel_success_for_a_voided_refund_of_a_settled_order_is_not_taken_fro
                            title="青花瓷瓶")
     row = _voided(live, cs, payment, 700)
     settle_payment(live.rt, payment["id"], by="auto")
-    late = get_channel(live.rt, "wxpay").refund(payment, row.refund_order, 700, "退款")
-    assert late.status == "PROCESSING", late
-    settle_wx(live, row.refund_order)
-    wait_until(lambda: any(o.endswith("refund:paid_twice")
-                           for o in _notice_seen(live, payment["payment_order"])),
-               what="the late SUCCESS compared")
+    _paid_twice_late(live, payment, row.refund_order, 700)
     with live.rt.db.read() as session:  # nothing taken back out of the emptied escrow
         assert session.scalar(select(func.count()).select_from(Transfer).where(
             Transfer.idempotency_key.like(f"refund_rebook:%{row.refund_order}%"))) == 0
@@ -184,17 +179,24 @@ def test_channel_success_for_a_voided_number_after_another_refund_is_paid_twice(
     newer = [r for r in refunds(live, Refund.payment_id == payment["id"]) if r.id != voided.id]
     settle_wx(live, newer[0].refund_order)
     wait_until(lambda: state(live, payment["id"])[0] == "refund", what="the second refund")
-    late = get_channel(live.rt, "wxpay").refund(payment, voided.refund_order, 300, "退款")
-    assert late.status == "PROCESSING", late
-    settle_wx(live, voided.refund_order)
-    wait_until(lambda: any(o.endswith("refund:paid_twice")
-                           for o in _notice_seen(live, payment["payment_order"])),
-               what="the old number's SUCCESS compared")
+    _paid_twice_late(live, payment, voided.refund_order, 300)
     assert _alarmed(live, voided.refund_order)
     problems = run_audit(live.rt)
     assert any(payment["payment_order"] in str(p) for p in problems), problems
     code, out = cli_audit(live, capsys)
     assert code == 1 and payment["payment_order"] in out, out
+
+
+def _paid_twice_late(live: Live, payment: dict[str, Any], refund_order: str, amount: int
+                     ) -> None:
+    """The voided number sent again behind our back and paid: its notice is compared and
+    found to be money that left twice."""
+    late = get_channel(live.rt, "wxpay").refund(payment, refund_order, amount, "退款")
+    assert late.status == "PROCESSING", late
+    settle_wx(live, refund_order)
+    wait_until(lambda: any(o.endswith("refund:paid_twice")
+                           for o in _notice_seen(live, payment["payment_order"])),
+               what="the late SUCCESS compared")
 
 
 def _notice_seen(live: Live, payment_order: str) -> list[str]:
