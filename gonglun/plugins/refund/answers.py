@@ -72,10 +72,7 @@ def _transition(rt: Any, session: Any, row: Refund, payment: Any, result: Any,
     if row.status == FAILED:
         return failed_answer(rt, session, row, result), False
     now = utcnow()
-    #: The channel had taken the refund on before this answer (a later "no such refund" or
-    #: CLOSED is then a payout that failed, not a request that never arrived).
-    accepted_before = row.channel_status in ("PROCESSING", "ABNORMAL", "SUCCESS") or bool(
-        row.channel_refund_id)
+    accepted_before = accepted(row)  # before this answer changes channel_status
     row.channel_status = result.status
     row.updated_at = now
     if result.refund_id:
@@ -114,6 +111,13 @@ def _transition(rt: Any, session: Any, row: Refund, payment: Any, result: Any,
     if source == "query":
         return _checked(rt, session, row, payment, result), False
     return "unknown", False
+
+
+def accepted(row: Any) -> bool:
+    """The channel has taken the refund on (a later "no such refund" or CLOSED is then a
+    payout that failed, not a request that never arrived)."""
+    return row.channel_status in ("PROCESSING", "ABNORMAL", "SUCCESS") or bool(
+        row.channel_refund_id)
 
 
 def confirm_period(rt: Any, method: str) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from gonglun.db import utcnow
-from gonglun.plugins.refund.answers import SCHEDULE, settle
+from gonglun.plugins.refund.answers import SCHEDULE, accepted, settle
 from gonglun.plugins.refund.models import FAILED, REFUNDING, Refund
 from gonglun.plugins.refund.service import send_again
 
@@ -50,18 +50,13 @@ def confirm_waiting(rt: Any, method: str, *, older_than_s: int | None = None,
         except ChannelError as exc:
             log.warning("refund %s: confirmation query failed: %s", row.refund_order, exc)
             result = RefundResult("UNKNOWN", "error", str(exc)[:200])
-        if result.status == "NOT_FOUND" and _never_accepted(row):
+        if result.status == "NOT_FOUND" and row.status == REFUNDING and not accepted(row):
             # Our request never got an answer and the channel does not know it: the same
             # request again decides (never a void on silence).
             result = send_again(channel, row)
         outcome = settle(rt, row.id, result, source="query")["outcome"]
         stats[outcome] = stats.get(outcome, 0) + 1
     return stats
-
-
-def _never_accepted(row: Any) -> bool:
-    return row.status == REFUNDING and not row.channel_refund_id and row.channel_status not in (
-        "PROCESSING", "ABNORMAL", "SUCCESS")
 
 
 def apply_notice(rt: Any, method: str, notice: dict[str, Any]) -> str:
